@@ -1,0 +1,59 @@
+# WikiStreams: every entry point a person or CI needs. Native (no Docker) by default.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON  ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+NATIVE  := $(VPY) native/nativectl.py
+# Services `make up` starts; `make up SERVICES="kafka druid"` narrows it.
+SERVICES ?=
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
+PYTEST_ARGS ?=
+
+.PHONY: help venv up down status clean logs test test-unit test-smoke lint fmt bench
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VPY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $(VPY)
+
+venv: $(VPY) ## create the virtualenv and install the project
+
+up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first run)
+	$(NATIVE) up $(SERVICES)
+
+down: $(VPY) ## stop everything `make up` started
+	$(NATIVE) down $(SERVICES)
+
+status: $(VPY) ## show what runs and where it listens
+	$(NATIVE) status
+
+logs: ## where the logs are
+	@ls -1 var/log/ 2>/dev/null || echo "no logs yet (var/log/)"
+
+clean: $(VPY) ## stop everything and wipe data under var/ (keeps downloaded jars)
+	$(NATIVE) clean
+
+test: $(VPY) ## unit + integration + E2E tests on the real native stack
+	$(VPY) native/with_stack.py -- $(VPY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+test-unit: $(VPY) ## unit tests only (no servers)
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-smoke: $(VPY) ## everything but the slow E2E tests
+	$(MAKE) test PYTEST_ARGS="-m 'not e2e' $(PYTEST_ARGS)"
+
+lint: $(VPY) ## black --check and flake8
+	$(VPY) -m black --check .
+	$(VPY) -m flake8
+
+fmt: $(VPY) ## format the code
+	$(VPY) -m black .
+
+bench: $(VPY) ## producer throughput benchmark, report under docs/
+	$(VPY) -m benchmarks.producer_bench --report docs/benchmarks.md
