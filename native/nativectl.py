@@ -1,0 +1,796 @@
+#!/usr/bin/env python3
+"""Native (no-Docker) launcher for the WikiStreams servers: Kafka, ZooKeeper and Druid.
+
+Why this exists: the target machines have Java and Maven but no container engine, so the real
+servers run as plain JVM processes whose jars Maven resolves from Central. What runs, and how, is
+data in native/services.toml; this file only knows how to resolve libs, start processes in
+dependency order, check health, and stop exactly the processes it started (pid files under
+var/run/). Standard library only, so it works before any virtualenv exists.
+
+    python3 native/nativectl.py up [NAME|GROUP ...]
+    python3 native/nativectl.py down [NAME|GROUP ...]
+    python3 native/nativectl.py status
+    python3 native/nativectl.py clean
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+RUN_DIR = VAR / "run"
+LOG_DIR = VAR / "log"
+DATA_DIR = VAR / "data"
+LIB_DIR = VAR / "lib"
+SERVICES_FILE = ROOT / "native" / "services.toml"
+VERSIONS_FILE = ROOT / "native" / "versions.env"
+MAVEN_SETTINGS = ROOT / "native" / "maven" / "settings.xml"
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
+POLL_SECONDS = 1.0
+PROGRESS_EVERY = 10.0
+
+
+class NativeError(Exception):
+    """A problem the user can act on; printed without a traceback."""
+
+
+# ─── configuration ─────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class Lib:
+    """A Maven-resolved folder of jars (var/lib/<name>)."""
+
+    name: str
+    pom: str
+    properties: dict[str, str]
+
+    @property
+    def dir(self) -> Path:
+        return LIB_DIR / self.name
+
+
+@dataclass
+class Service:
+    """One long-running process declared in services.toml."""
+
+    name: str
+    command: list
+    description: str = ""
+    default: bool = False
+    group: str = ""
+    needs: list[str] = field(default_factory=list)
+    lib: str = ""
+    cwd: str = "{root}"
+    data: str = "{var}/data/{name}"
+    mkdirs: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+    url: str = ""
+    health: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 120
+    stop_timeout: float = 30
+    init: dict | None = None
+
+
+@dataclass
+class Config:
+    """Everything services.toml and versions.env declare."""
+
+    versions: dict[str, str]
+    variables: dict
+    libs: dict[str, Lib]
+    services: dict[str, Service]
+
+    def expand(self, value: str, svc: Service | None = None) -> str:
+        """Replace {placeholders}; unknown names fail loudly so typos do not start broken JVMs."""
+        context = self._context(svc)
+
+        def repl(match: re.Match) -> str:
+            key = match.group(1)
+            if key not in context:
+                where = f" (service {svc.name})" if svc else ""
+                raise NativeError(f"unknown placeholder {{{key}}} in {value!r}{where}")
+            found = context[key]
+            if isinstance(found, list):
+                raise NativeError(f"list variable {{{key}}} must be a whole command element")
+            text = str(found)
+            return self.expand(text, svc) if PLACEHOLDER.search(text) else text
+
+        return PLACEHOLDER.sub(repl, value)
+
+    def expand_argv(self, argv: list, svc: Service) -> list[str]:
+        """Expand a command; an element that is exactly a list variable is spliced in."""
+        out: list[str] = []
+        for item in argv:
+            whole = PLACEHOLDER.fullmatch(item)
+            if whole and isinstance(self.variables.get(whole.group(1)), list):
+                out.extend(self.expand(str(x), svc) for x in self.variables[whole.group(1)])
+            else:
+                out.append(self.expand(item, svc))
+        return out
+
+    def _context(self, svc: Service | None) -> dict:
+        context: dict = dict(self.versions)
+        context.update(self.variables)
+        context.update(root=str(ROOT), var=str(VAR), log=str(LOG_DIR), run=str(RUN_DIR))
+        context.update({f"lib_{name}": str(lib.dir) for name, lib in self.libs.items()})
+        context["random_id"] = random_kafka_id()
+        if svc is not None:
+            context["name"] = svc.name
+            if svc.lib:
+                context["lib"] = str(self.libs[svc.lib].dir)
+            context["data"] = PLACEHOLDER.sub(
+                lambda m: str(context.get(m.group(1), m.group(0))), svc.data
+            )
+        return context
+
+
+def random_kafka_id() -> str:
+    """Kafka cluster ids are a random UUID in unpadded URL-safe base64 (22 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """Parse KEY=VALUE lines; versions.env is shared with make and compose, so no TOML there."""
+    versions = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            versions[key.strip()] = value.strip().strip('"')
+    return versions
+
+
+def load_config(path: Path = SERVICES_FILE) -> Config:
+    """Read services.toml into typed objects and reject unknown keys and dangling references."""
+    raw = tomllib.loads(path.read_text())
+    libs = {
+        name: Lib(name, spec["pom"], dict(spec.get("properties", {})))
+        for name, spec in raw.get("libs", {}).items()
+    }
+    services = {}
+    known = set(Service.__dataclass_fields__)
+    for name, spec in raw.get("services", {}).items():
+        unknown = set(spec) - known
+        if unknown:
+            raise NativeError(f"services.{name}: unknown keys {sorted(unknown)}")
+        services[name] = Service(name=name, **spec)
+    cfg = Config(read_versions(), dict(raw.get("vars", {})), libs, services)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Catch wiring mistakes in services.toml before anything starts."""
+    for svc in cfg.services.values():
+        for need in svc.needs:
+            if need not in cfg.services:
+                raise NativeError(f"{svc.name} needs unknown service {need!r}")
+        if svc.lib and svc.lib not in cfg.libs:
+            raise NativeError(f"{svc.name} uses unknown lib {svc.lib!r}")
+        if len(svc.health) != 1 or next(iter(svc.health)) not in HEALTH_CHECKS:
+            raise NativeError(f"{svc.name}: health must be one of {sorted(HEALTH_CHECKS)}")
+    topo_order(cfg, list(cfg.services))
+
+
+# ─── selection and ordering ────────────────────────────────────────────────────────────────────
+
+
+def resolve_names(cfg: Config, names: list[str] | None) -> list[str]:
+    """Map user words (service names or group names) to services; none = the default set."""
+    if not names:
+        return [n for n, s in cfg.services.items() if s.default]
+    chosen: list[str] = []
+    for word in names:
+        for part in word.replace(",", " ").split():
+            members = [n for n, s in cfg.services.items() if s.group == part]
+            if part in cfg.services:
+                members = [part]
+            if not members:
+                groups = sorted({s.group for s in cfg.services.values() if s.group})
+                raise NativeError(
+                    f"unknown service or group {part!r}; known: "
+                    f"{', '.join(list(cfg.services) + groups)}"
+                )
+            chosen.extend(m for m in members if m not in chosen)
+    return chosen
+
+
+def with_needs(cfg: Config, names: list[str]) -> list[str]:
+    """Add every transitive dependency, because `up druid` is useless without ZooKeeper."""
+    result: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in result:
+            return
+        for need in cfg.services[name].needs:
+            visit(need)
+        result.append(name)
+
+    for name in names:
+        visit(name)
+    return result
+
+
+def with_dependents(cfg: Config, names: list[str]) -> list[str]:
+    """Add services that need the given ones: stopping ZooKeeper under Druid breaks Druid."""
+    result = list(names)
+    changed = True
+    while changed:
+        changed = False
+        for svc in cfg.services.values():
+            if svc.name not in result and any(n in result for n in svc.needs):
+                result.append(svc.name)
+                changed = True
+    return result
+
+
+def topo_order(cfg: Config, names: list[str]) -> list[str]:
+    """Order names so that every service comes after what it needs (stable, cycle-checked)."""
+    ordered: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: tuple) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise NativeError(f"dependency cycle: {' -> '.join(path + (name,))}")
+        state[name] = "visiting"
+        for need in cfg.services[name].needs:
+            if need in names:
+                visit(need, path + (name,))
+        state[name] = "done"
+        ordered.append(name)
+
+    for name in names:
+        visit(name, ())
+    return ordered
+
+
+# ─── Maven libs ────────────────────────────────────────────────────────────────────────────────
+
+
+def lib_stamp(cfg: Config, lib: Lib) -> str:
+    """Identity of a resolved lib: the POM bytes plus the properties it was resolved with."""
+    pom = Path(cfg.expand(lib.pom))
+    props = {k: cfg.expand(v) for k, v in sorted(lib.properties.items())}
+    digest = hashlib.sha256(pom.read_bytes() + json.dumps(props).encode()).hexdigest()
+    return digest
+
+
+def lib_is_current(cfg: Config, lib: Lib) -> bool:
+    """True when var/lib/<name> was resolved from the current POM and versions."""
+    stamp = lib.dir / ".resolved"
+    return stamp.is_file() and stamp.read_text().strip() == lib_stamp(cfg, lib)
+
+
+def ensure_libs(cfg: Config, names: list[str]) -> None:
+    """Resolve, with Maven, each lib the given services use and that is missing or outdated."""
+    needed = []
+    for name in names:
+        lib = cfg.services[name].lib
+        if lib and lib not in needed:
+            needed.append(lib)
+    for lib_name in needed:
+        lib = cfg.libs[lib_name]
+        if not lib_is_current(cfg, lib):
+            resolve_lib(cfg, lib)
+
+
+def maven_command(cfg: Config, lib: Lib, out_dir: Path) -> list[str]:
+    """The mvn call; NATIVECTL_MAVEN_ARGS adds flags such as -Dmaven.repo.local=/tmp/m2."""
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise NativeError("mvn not found on PATH; install Maven 3.8+ to fetch the server jars")
+    argv = [mvn, "-B", "-s", str(MAVEN_SETTINGS), "-f", cfg.expand(lib.pom)]
+    argv += [f"-D{k}={cfg.expand(v)}" for k, v in lib.properties.items()]
+    argv += shlex.split(os.environ.get("NATIVECTL_MAVEN_ARGS", ""))
+    argv += [
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={out_dir}",
+    ]
+    return argv
+
+
+def resolve_lib(cfg: Config, lib: Lib) -> None:
+    """Run Maven into a temp folder and swap it in, so a failed download never leaves half a lib."""
+    tmp = lib.dir.with_name(lib.dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    argv = maven_command(cfg, lib, tmp)
+    print(f"[lib] {lib.name}: resolving with Maven into {rel(lib.dir)}", flush=True)
+    started = time.monotonic()
+    downloads, tail = run_maven(argv)
+    if not tmp.is_dir():
+        print("\n".join(tail), file=sys.stderr)
+        raise NativeError(f"Maven failed to resolve lib {lib.name!r} (command: {shlex.join(argv)})")
+    (tmp / ".resolved").write_text(lib_stamp(cfg, lib) + "\n")
+    shutil.rmtree(lib.dir, ignore_errors=True)
+    tmp.rename(lib.dir)
+    jars = list(lib.dir.glob("*.jar"))
+    size = sum(j.stat().st_size for j in jars)
+    print(
+        f"[lib] {lib.name}: {len(jars)} jars, {size / 2**20:.0f} MiB in {rel(lib.dir)} "
+        f"({downloads} files downloaded, {time.monotonic() - started:.0f}s)",
+        flush=True,
+    )
+
+
+def run_maven(argv: list[str]) -> tuple[int, list[str]]:
+    """Stream Maven's output, echoing each downloaded jar; returns (download count, last lines)."""
+    downloads = 0
+    tail: list[str] = []
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-40:]
+        if "Downloaded from" in line:
+            downloads += 1
+            if ".jar " in line:
+                url, _, size = line.split(": ", 1)[-1].partition(" ")
+                print(f"  downloaded {url.rsplit('/', 1)[-1]} {size}", flush=True)
+    if proc.wait() != 0:
+        print("\n".join(tail), file=sys.stderr)
+        raise NativeError(f"mvn exited with {proc.returncode}")
+    return downloads, tail
+
+
+# ─── processes ─────────────────────────────────────────────────────────────────────────────────
+
+
+def pid_file(name: str) -> Path:
+    return RUN_DIR / f"{name}.pid"
+
+
+def log_file(name: str) -> Path:
+    return LOG_DIR / f"{name}.log"
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """Kernel start time of a pid; recorded so a recycled pid is never mistaken for ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def read_pid(name: str) -> dict | None:
+    """The pid record of a service we started, or None if it is not running (stale file removed)."""
+    path = pid_file(name)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if proc_start_ticks(record["pid"]) != record.get("start_ticks"):
+        path.unlink(missing_ok=True)
+        reap(record["pid"])
+        return None
+    return record
+
+
+def reap(pid: int) -> None:
+    """Collect our own exited child (with_stack.py keeps children), so it is not left a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live processes in a process group (a service and anything it forked)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def rss_kib(pids: list[int]) -> int:
+    """Resident memory of the given processes, in KiB (VmRSS from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def spawn(cfg: Config, svc: Service) -> dict:
+    """Start a service in its own session (Ctrl-C in the terminal must not reach it); record it."""
+    for port in svc.ports:
+        if port_open("127.0.0.1", port):
+            raise NativeError(
+                f"{svc.name}: port {port} is already in use by a process nativectl did not start "
+                f"(see `ss -ltnp 'sport = :{port}'`)"
+            )
+    prepare_dirs(cfg, svc)
+    run_init(cfg, svc)
+    argv = cfg.expand_argv(svc.command, svc)
+    log = open(log_file(svc.name), "ab")
+    log.write(f"\n=== nativectl start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ===\n".encode())
+    log.write(f"=== {shlex.join(argv)} ===\n".encode())
+    log.flush()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cfg.expand(svc.cwd, svc),
+            env=service_env(cfg, svc),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise NativeError(f"{svc.name}: cannot run {argv[0]!r}: {exc}") from exc
+    finally:
+        log.close()
+    record = {
+        "pid": proc.pid,
+        "pgid": proc.pid,
+        "start_ticks": proc_start_ticks(proc.pid),
+        "started": time.time(),
+        "argv": argv,
+    }
+    pid_file(svc.name).write_text(json.dumps(record) + "\n")
+    return record
+
+
+def prepare_dirs(cfg: Config, svc: Service) -> None:
+    for path in [RUN_DIR, LOG_DIR, cfg.expand(svc.data, svc)] + svc.mkdirs:
+        Path(cfg.expand(str(path), svc)).mkdir(parents=True, exist_ok=True)
+
+
+def service_env(cfg: Config, svc: Service) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({k: cfg.expand(str(v), svc) for k, v in svc.env.items()})
+    return env
+
+
+def run_init(cfg: Config, svc: Service) -> None:
+    """Run the one-time init step (e.g. Kafka's storage format) unless its marker file exists."""
+    if not svc.init:
+        return
+    marker = Path(cfg.expand(svc.init["creates"], svc))
+    if marker.exists():
+        return
+    argv = cfg.expand_argv(svc.init["command"], svc)
+    print(f"[init] {svc.name}: {shlex.join(argv[-6:])}", flush=True)
+    with open(log_file(svc.name), "ab") as log:
+        log.write(f"\n=== nativectl init: {shlex.join(argv)} ===\n".encode())
+        log.flush()
+        code = subprocess.call(
+            argv,
+            cwd=cfg.expand(svc.cwd, svc),
+            env=service_env(cfg, svc),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if code != 0 or not marker.exists():
+        raise NativeError(f"{svc.name}: init failed (exit {code}); see {rel(log_file(svc.name))}")
+
+
+def terminate(svc: Service, record: dict) -> str:
+    """SIGTERM the service's process group, wait, SIGKILL after stop_timeout; say how it ended."""
+    pgid = record["pgid"]
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "already gone"
+    deadline = time.monotonic() + svc.stop_timeout
+    while time.monotonic() < deadline:
+        reap(record["pid"])
+        if not group_pids(pgid):
+            return "stopped"
+        time.sleep(0.3)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "stopped"
+    for _ in range(50):
+        reap(record["pid"])
+        if not group_pids(pgid):
+            break
+        time.sleep(0.1)
+    return f"killed after {svc.stop_timeout:.0f}s"
+
+
+# ─── health ────────────────────────────────────────────────────────────────────────────────────
+
+
+def split_hostport(target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    return host, int(port)
+
+
+def check_http(url: str) -> bool:
+    """Healthy when the URL answers 2xx quickly (Druid's /status/health)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def check_tcp(target: str) -> bool:
+    host, port = split_hostport(target)
+    return port_open(host, port)
+
+
+def check_kafka(target: str) -> bool:
+    """Send a real Kafka Metadata (v4) request; healthy when the broker lists at least one broker.
+
+    An open port alone is not enough: the Kafka wire answer proves the KRaft broker has joined
+    its controller and serves requests. v4 is the oldest Metadata version Kafka 4 still accepts.
+    """
+    host, port = split_hostport(target)
+    client = b"nativectl"
+    header = struct.pack(">hhih", 3, 4, 7, len(client)) + client
+    body = struct.pack(">i?", -1, False)  # all topics, no auto-creation
+    request = header + body
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.settimeout(3)
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            size = struct.unpack(">i", recv_exact(sock, 4))[0]
+            payload = recv_exact(sock, size)
+    except (OSError, struct.error):
+        return False
+    correlation, _throttle, brokers = struct.unpack(">iii", payload[:12])
+    return correlation == 7 and brokers >= 1
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise OSError("connection closed")
+        data += chunk
+    return data
+
+
+HEALTH_CHECKS = {"http": check_http, "tcp": check_tcp, "kafka": check_kafka}
+
+
+def healthy(cfg: Config, svc: Service) -> bool:
+    kind, target = next(iter(svc.health.items()))
+    return HEALTH_CHECKS[kind](cfg.expand(target, svc))
+
+
+# ─── commands ──────────────────────────────────────────────────────────────────────────────────
+
+
+def rel(path: Path | str) -> str:
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def up(cfg: Config, names: list[str] | None = None) -> list[str]:
+    """Start what is not running (dependencies first), wait for health; returns what it started.
+
+    Services start in waves: everything whose needs are healthy is launched together, so the
+    Druid processes boot in parallel once ZooKeeper and the coordinator answer.
+    """
+    order = topo_order(cfg, with_needs(cfg, resolve_names(cfg, names)))
+    ensure_libs(cfg, order)
+    started: list[str] = []
+    launched: dict[str, float] = {}
+    pending = [n for n in order if read_pid(n) is None]
+    waiting = [n for n in order if n not in pending]
+    if not pending:
+        print(f"[up] already running: {', '.join(order)}")
+    try:
+        wait_loop(cfg, pending, waiting, launched, started)
+    except BaseException:
+        if started:
+            print(f"[up] started so far (still running): {', '.join(started)}", file=sys.stderr)
+        raise
+    print_endpoints(cfg, order)
+    return started
+
+
+def wait_loop(cfg, pending, waiting, launched, started) -> None:
+    """Launch ready services and poll health until every selected service is healthy."""
+    ok: set[str] = set()
+    last_note: dict[str, float] = {}
+    while pending or waiting:
+        for name in list(pending):
+            if all(need in ok for need in cfg.services[name].needs):
+                svc = cfg.services[name]
+                record = spawn(cfg, svc)
+                pending.remove(name)
+                waiting.append(name)
+                started.append(name)
+                launched[name] = time.monotonic()
+                print(f"[up] {name}: started pid {record['pid']}, log {rel(log_file(name))}")
+        for name in list(waiting):
+            poll_one(cfg, name, ok, waiting, launched, last_note)
+        if pending or waiting:
+            sys.stdout.flush()
+            time.sleep(POLL_SECONDS)
+
+
+def poll_one(cfg, name, ok, waiting, launched, last_note) -> None:
+    """One health poll of one service: done, still waiting (with a progress line), or failed."""
+    svc = cfg.services[name]
+    ours = name in launched
+    begun = launched.setdefault(name, time.monotonic())
+    elapsed = time.monotonic() - begun
+    if healthy(cfg, svc):
+        ok.add(name)
+        waiting.remove(name)
+        note = f"healthy after {elapsed:.1f}s" if ours else "already running, healthy"
+        print(f"[up] {name}: {note}", flush=True)
+        return
+    if read_pid(name) is None:
+        show_tail(name)
+        raise NativeError(f"{name} exited during startup; see {rel(log_file(name))}")
+    if elapsed > svc.start_timeout:
+        show_tail(name)
+        raise NativeError(
+            f"{name} not healthy after {svc.start_timeout:.0f}s ({svc.health}); "
+            f"it keeps running, see {rel(log_file(name))} or run `down`"
+        )
+    if elapsed - last_note.get(name, 0.0) >= PROGRESS_EVERY:
+        last_note[name] = elapsed
+        print(f"[up] {name}: waiting for health ... {elapsed:.0f}s", flush=True)
+
+
+def show_tail(name: str, lines: int = 25) -> None:
+    try:
+        text = log_file(name).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    print(f"--- last {len(text)} lines of {rel(log_file(name))} ---", file=sys.stderr)
+    print("\n".join(text), file=sys.stderr)
+
+
+def print_endpoints(cfg: Config, names: list[str]) -> None:
+    print("[up] ready:")
+    for name in names:
+        svc = cfg.services[name]
+        print(f"  {name:<20} {cfg.expand(svc.url, svc)}")
+
+
+def down(cfg: Config, names: list[str] | None = None) -> None:
+    """Stop services nativectl started, dependents first; a bare `down` stops every service."""
+    chosen = resolve_names(cfg, names) if names else list(cfg.services)
+    order = topo_order(cfg, with_dependents(cfg, chosen))
+    stopped_any = False
+    for name in reversed(order):
+        record = read_pid(name)
+        if record is None:
+            pid_file(name).unlink(missing_ok=True)
+            continue
+        stopped_any = True
+        t0 = time.monotonic()
+        outcome = terminate(cfg.services[name], record)
+        pid_file(name).unlink(missing_ok=True)
+        print(f"[down] {name}: {outcome} (pid {record['pid']}, {time.monotonic() - t0:.1f}s)")
+    if not stopped_any:
+        print("[down] nothing running")
+
+
+def status(cfg: Config) -> int:
+    """Print one row per service; exit code 0 when every running service is healthy."""
+    rows = [("SERVICE", "STATE", "PID", "HEALTH", "RSS", "URL")]
+    total = 0
+    bad = 0
+    for name in topo_order(cfg, list(cfg.services)):
+        svc = cfg.services[name]
+        record = read_pid(name)
+        if record is None:
+            rows.append((name, "stopped", "-", "-", "-", cfg.expand(svc.url, svc)))
+            continue
+        rss = rss_kib(group_pids(record["pgid"]))
+        total += rss
+        health = "ok" if healthy(cfg, svc) else "FAIL"
+        bad += health != "ok"
+        url = cfg.expand(svc.url, svc)
+        rows.append((name, "running", str(record["pid"]), health, f"{rss // 1024}M", url))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+    print(f"total RSS of running services: {total / 1024:.0f} MiB")
+    return 1 if bad else 0
+
+
+def clean(cfg: Config) -> None:
+    """Stop everything, then wipe data, logs and pid files; jars under var/lib stay."""
+    down(cfg)
+    alive = [n for n in cfg.services if read_pid(n) is not None]
+    if alive:
+        raise NativeError(f"still running, not wiping: {', '.join(alive)}")
+    for path in (DATA_DIR, LOG_DIR, RUN_DIR, VAR / "tmp"):
+        if path.exists():
+            shutil.rmtree(path)
+            print(f"[clean] removed {rel(path)}")
+
+
+def running_services(cfg: Config) -> list[str]:
+    """Names of services with a live pid file (used by with_stack.py)."""
+    return [n for n in cfg.services if read_pid(n) is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nativectl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, help_text in (
+        ("up", "start services (default: those marked default = true) and wait for health"),
+        ("down", "stop services nativectl started (default: all)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("names", nargs="*", help="service or group names (e.g. kafka druid)")
+    sub.add_parser("status", help="show state, pid, health, memory and URL of every service")
+    sub.add_parser("clean", help="down, then wipe var/data, var/log, var/run (keeps var/lib)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config()
+        if args.cmd == "up":
+            up(cfg, args.names)
+        elif args.cmd == "down":
+            down(cfg, args.names)
+        elif args.cmd == "status":
+            return status(cfg)
+        elif args.cmd == "clean":
+            clean(cfg)
+    except NativeError as exc:
+        print(f"nativectl: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nnativectl: interrupted; `nativectl.py down` stops what started", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
