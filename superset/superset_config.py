@@ -1,0 +1,156 @@
+"""WikiStreams' Superset configuration, shared by the native install and the container.
+
+Superset reads this file through ``SUPERSET_CONFIG_PATH``. Everything that differs between a
+laptop and compose comes from the environment, so the same file serves both. It imports only the
+standard library: the unit tests load it in the project's own virtualenv, where Superset is not
+installed, to prove it refuses weak secrets before Superset ever sees them.
+
+Why refuse instead of warn: a Superset SECRET_KEY signs session cookies and encrypts stored
+database passwords. Superset itself refuses only its own built-in default; any other well-known
+key (a compose fallback, a value copied from ``.env.example``) lets anyone forge an admin session
+(CVE-2023-27524). So any placeholder, missing or short value stops the process here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Values that are public and therefore never secret: Superset's built-in defaults (current and
+# historical, the keys CVE-2023-27524 lists), the usual placeholders, and whatever our own
+# .env.example ships (read below, so a placeholder added there is refused without editing this).
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET",
+        "\x02\x01thisismyscretkey\x01\x02\\e\\y\\y\\h",
+        "thisISaSECRET_1234",
+        "YOUR_OWN_RANDOM_GENERATED_SECRET_KEY",
+        "TEST_NON_DEV_SECRET",
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "password",
+        "admin",
+        "superset",
+    }
+)
+PLACEHOLDER_PATTERN = re.compile(r"change[_\- ]?me|replace[_\- ]?me|placeholder|example|<.*>", re.I)
+MIN_SECRET_KEY_LENGTH = 32
+MIN_ADMIN_PASSWORD_LENGTH = 10
+
+
+class InsecureConfigError(RuntimeError):
+    """Raised at import time so ``superset``/gunicorn exit non-zero with the reason."""
+
+
+def _env_example_values(path: Path) -> set[str]:
+    """Every value assigned in ``.env.example``: those are published, so never secret."""
+    values: set[str] = set()
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        value = line.split("=", 1)[1].strip().strip("'\"")
+        if value:
+            values.add(value)
+    return values
+
+
+def require_secret(name: str, min_length: int, env_example: Path | None = None) -> str:
+    """Return the environment variable ``name`` or raise when it is missing or a placeholder."""
+    value = os.environ.get(name, "")
+    hint = (
+        f"Set {name} to a long random value, e.g. `openssl rand -base64 42`, in .env or the "
+        "environment (superset/native.sh init generates one under var/superset/ for native runs)."
+    )
+    if not value.strip():
+        raise InsecureConfigError(f"Refusing to start: {name} is not set. {hint}")
+    published = KNOWN_PLACEHOLDERS | _env_example_values(env_example or REPO_ROOT / ".env.example")
+    if value in published or value.lower() in published or PLACEHOLDER_PATTERN.search(value):
+        raise InsecureConfigError(
+            f"Refusing to start: {name} is a published placeholder, not a secret. {hint}"
+        )
+    if len(value) < min_length:
+        raise InsecureConfigError(
+            f"Refusing to start: {name} is shorter than {min_length} characters. {hint}"
+        )
+    return value
+
+
+SECRET_KEY = require_secret("SUPERSET_SECRET_KEY", MIN_SECRET_KEY_LENGTH)
+# Not used by Superset itself: init_superset.sh creates the admin from it. Checked here too so a
+# server never runs next to an admin account whose password is a placeholder.
+ADMIN_PASSWORD = require_secret("SUPERSET_ADMIN_PASSWORD", MIN_ADMIN_PASSWORD_LENGTH)
+
+# --- metadata database -------------------------------------------------------------------------
+# PostgreSQL in compose (SUPERSET_DATABASE_URI=postgresql+psycopg2://...), SQLite under var/
+# natively: one file, nothing else to run, kept across restarts.
+DATA_DIR = os.environ.get("SUPERSET_HOME", str(REPO_ROOT / "var" / "superset"))
+SQLALCHEMY_DATABASE_URI = os.environ.get(
+    "SUPERSET_DATABASE_URI", f"sqlite:///{Path(DATA_DIR) / 'superset.db'}"
+)
+
+# --- caches ------------------------------------------------------------------------------------
+# Redis in compose; natively optional (SimpleCache per process is enough for one user).
+REDIS_URL = os.environ.get("SUPERSET_REDIS_URL", "")
+if REDIS_URL:
+    _redis_cache = {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": REDIS_URL,
+        "CACHE_DEFAULT_TIMEOUT": 300,
+    }
+    CACHE_CONFIG = {**_redis_cache, "CACHE_KEY_PREFIX": "superset_meta_"}
+    # Live data: a chart result older than one refresh period is wrong, so keep it short.
+    DATA_CACHE_CONFIG = {
+        **_redis_cache,
+        "CACHE_KEY_PREFIX": "superset_data_",
+        "CACHE_DEFAULT_TIMEOUT": 30,
+    }
+    FILTER_STATE_CACHE_CONFIG = {**_redis_cache, "CACHE_KEY_PREFIX": "superset_filter_"}
+    EXPLORE_FORM_DATA_CACHE_CONFIG = {**_redis_cache, "CACHE_KEY_PREFIX": "superset_explore_"}
+else:
+    CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
+    DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 30}
+    FILTER_STATE_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 86400}
+    EXPLORE_FORM_DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 86400}
+
+# --- locale and time ---------------------------------------------------------------------------
+# Wikidata labels are shown in Korean and English; the UI offers both languages.
+BABEL_DEFAULT_LOCALE = "en"
+LANGUAGES = {
+    "en": {"flag": "us", "name": "English"},
+    "ko": {"flag": "kr", "name": "Korean"},
+}
+# Druid stores UTC and the contracts say UTC everywhere: never shift timestamps in the UI.
+DEFAULT_TIMEZONE = "UTC"
+
+# --- features ----------------------------------------------------------------------------------
+FEATURE_FLAGS = {
+    "DASHBOARD_NATIVE_FILTERS": True,
+    "DASHBOARD_CROSS_FILTERS": True,
+    "DASHBOARD_NATIVE_FILTERS_SET": True,
+    "ENABLE_TEMPLATE_PROCESSING": False,
+}
+
+# --- web server --------------------------------------------------------------------------------
+# Natively Superset listens on loopback only (native.sh passes the bind address to gunicorn);
+# these are used by `superset run` and by the URL Superset prints.
+SUPERSET_WEBSERVER_ADDRESS = os.environ.get("SUPERSET_BIND_HOST", "127.0.0.1")
+SUPERSET_WEBSERVER_PORT = int(os.environ.get("SUPERSET_PORT", "8088"))
+# Druid answers within seconds; a minute protects the 2-core machine from runaway queries.
+SUPERSET_WEBSERVER_TIMEOUT = 60
+SQLLAB_TIMEOUT = 60
+ROW_LIMIT = 10000
+# Plain HTTP on loopback: HTTPS redirects and secure-only cookies would lock the browser out.
+TALISMAN_ENABLED = os.environ.get("SUPERSET_TALISMAN_ENABLED", "false").lower() == "true"
+SESSION_COOKIE_SECURE = False
+SESSION_COOKIE_SAMESITE = "Lax"
+WTF_CSRF_ENABLED = True
+# Example dashboards would only clutter the one dashboard this project ships.
+SUPERSET_LOAD_EXAMPLES = False
