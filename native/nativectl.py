@@ -614,15 +614,16 @@ def rel(path: Path | str) -> str:
         return str(path)
 
 
-def up(cfg: Config, names: list[str] | None = None) -> list[str]:
+def up(cfg: Config, names: list[str] | None = None, started: list[str] | None = None) -> list[str]:
     """Start what is not running (dependencies first), wait for health; returns what it started.
 
     Services start in waves: everything whose needs are healthy is launched together, so the
-    Druid processes boot in parallel once ZooKeeper and the coordinator answer.
+    Druid processes boot in parallel once ZooKeeper and the coordinator answer. `started` is
+    filled in place, so a caller that is interrupted half-way still knows what to stop.
     """
     order = topo_order(cfg, with_needs(cfg, resolve_names(cfg, names)))
     ensure_libs(cfg, order)
-    started: list[str] = []
+    started = [] if started is None else started
     launched: dict[str, float] = {}
     pending = [n for n in order if read_pid(n) is None]
     waiting = [n for n in order if n not in pending]
@@ -704,9 +705,14 @@ def print_endpoints(cfg: Config, names: list[str]) -> None:
 def down(cfg: Config, names: list[str] | None = None) -> None:
     """Stop services nativectl started, dependents first; a bare `down` stops every service."""
     chosen = resolve_names(cfg, names) if names else list(cfg.services)
-    order = topo_order(cfg, with_dependents(cfg, chosen))
+    if not stop_services(cfg, with_dependents(cfg, chosen)):
+        print("[down] nothing running")
+
+
+def stop_services(cfg: Config, names: list[str]) -> bool:
+    """Stop exactly these services (those that run), in reverse dependency order."""
     stopped_any = False
-    for name in reversed(order):
+    for name in reversed(topo_order(cfg, names)):
         record = read_pid(name)
         if record is None:
             pid_file(name).unlink(missing_ok=True)
@@ -716,8 +722,7 @@ def down(cfg: Config, names: list[str] | None = None) -> None:
         outcome = terminate(cfg.services[name], record)
         pid_file(name).unlink(missing_ok=True)
         print(f"[down] {name}: {outcome} (pid {record['pid']}, {time.monotonic() - t0:.1f}s)")
-    if not stopped_any:
-        print("[down] nothing running")
+    return stopped_any
 
 
 def status(cfg: Config) -> int:
