@@ -42,7 +42,8 @@ RUN_DIR = VAR / "run"
 LOG_DIR = VAR / "log"
 DATA_DIR = VAR / "data"
 LIB_DIR = VAR / "lib"
-SERVICES_FILE = ROOT / "native" / "services.toml"
+# Overridable so tests can drive the launcher with throw-away service definitions.
+SERVICES_FILE = Path(os.environ.get("NATIVECTL_SERVICES_FILE", ROOT / "native" / "services.toml"))
 VERSIONS_FILE = ROOT / "native" / "versions.env"
 MAVEN_SETTINGS = ROOT / "native" / "maven" / "settings.xml"
 
@@ -633,7 +634,7 @@ def up(cfg: Config, names: list[str] | None = None, started: list[str] | None = 
         wait_loop(cfg, pending, waiting, launched, started)
     except BaseException:
         if started:
-            print(f"[up] started so far (still running): {', '.join(started)}", file=sys.stderr)
+            print(f"[up] interrupted; started before that: {', '.join(started)}", file=sys.stderr)
         raise
     print_endpoints(cfg, order)
     return started
