@@ -288,7 +288,11 @@ def lib_is_current(cfg: Config, lib: Lib) -> bool:
 
 
 def ensure_libs(cfg: Config, names: list[str]) -> None:
-    """Resolve, with Maven, each lib the given services use and that is missing or outdated."""
+    """Resolve, with Maven, each lib the given services use and that is missing or outdated.
+
+    A lib is never replaced under a running JVM (its classes load lazily from those jars), so an
+    outdated lib that a running service still uses is an error asking for `down` first.
+    """
     needed = []
     for name in names:
         lib = cfg.services[name].lib
@@ -296,8 +300,15 @@ def ensure_libs(cfg: Config, names: list[str]) -> None:
             needed.append(lib)
     for lib_name in needed:
         lib = cfg.libs[lib_name]
-        if not lib_is_current(cfg, lib):
-            resolve_lib(cfg, lib)
+        if lib_is_current(cfg, lib):
+            continue
+        users = [n for n in running_services(cfg) if cfg.services[n].lib == lib_name]
+        if users:
+            raise NativeError(
+                f"lib {lib_name!r} changed (POM/version) but {', '.join(users)} still run on the "
+                f"old jars; run `nativectl.py down {' '.join(users)}` first"
+            )
+        resolve_lib(cfg, lib)
 
 
 def maven_command(cfg: Config, lib: Lib, out_dir: Path) -> list[str]:
@@ -623,10 +634,10 @@ def up(cfg: Config, names: list[str] | None = None, started: list[str] | None = 
     filled in place, so a caller that is interrupted half-way still knows what to stop.
     """
     order = topo_order(cfg, with_needs(cfg, resolve_names(cfg, names)))
-    ensure_libs(cfg, order)
     started = [] if started is None else started
     launched: dict[str, float] = {}
     pending = [n for n in order if read_pid(n) is None]
+    ensure_libs(cfg, pending)
     waiting = [n for n in order if n not in pending]
     if not pending:
         print(f"[up] already running: {', '.join(order)}")
