@@ -1,14 +1,16 @@
 // Command wikistreams-otelcol is a minimal OpenTelemetry Collector distribution:
 // the file-log receiver (tails var/log/*.log, derives the `service` and `level`
-// stream labels) and the OTLP/HTTP exporter (ships to VictoriaLogs). It exists
+// stream labels), the file-storage extension (read offsets survive restarts, so
+// nothing is shipped twice) and the OTLP/HTTP exporter (ships to VictoriaLogs). It exists
 // because no prebuilt collector binary can be downloaded here and the full
-// contrib distribution is far too heavy to build on two cores; these three
+// contrib distribution is far too heavy to build on two cores; these few
 // components are all the native stack needs.
 package main
 
 import (
 	"log"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/filelogreceiver"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
@@ -16,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
+	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
@@ -30,10 +33,15 @@ func components() (otelcol.Factories, error) {
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
+	extensions, err := otelcol.MakeFactoryMap[extension.Factory](filestorage.NewFactory())
+	if err != nil {
+		return otelcol.Factories{}, err
+	}
 	return otelcol.Factories{
-		Receivers: receivers,
-		Exporters: exporters,
-		Telemetry: otelconftelemetry.NewFactory(),
+		Receivers:  receivers,
+		Exporters:  exporters,
+		Extensions: extensions,
+		Telemetry:  otelconftelemetry.NewFactory(),
 	}, nil
 }
 
