@@ -535,22 +535,35 @@ def terminate(svc: Service, record: dict) -> str:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return "already gone"
-    deadline = time.monotonic() + svc.stop_timeout
+    outcome = "stopped"
+    if not wait_group_exit(record["pid"], pgid, svc.stop_timeout):
+        outcome = f"killed after {svc.stop_timeout:.0f}s"
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_group_exit(record["pid"], pgid, 5)
+    wait_reaped(record["pid"], 5)
+    return outcome
+
+
+def wait_group_exit(pid: int, pgid: int, seconds: float) -> bool:
+    """Wait until no live process is left in the group; False on timeout."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        reap(record["pid"])
+        reap(pid)
         if not group_pids(pgid):
-            return "stopped"
-        time.sleep(0.3)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return "stopped"
-    for _ in range(50):
-        reap(record["pid"])
-        if not group_pids(pgid):
-            break
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def wait_reaped(pid: int, seconds: float) -> None:
+    """Give init a moment to reap the exited JVM, so `pgrep java` right after `down` is empty."""
+    deadline = time.monotonic() + seconds
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        reap(pid)
         time.sleep(0.1)
-    return f"killed after {svc.stop_timeout:.0f}s"
 
 
 # ─── health ────────────────────────────────────────────────────────────────────────────────────
