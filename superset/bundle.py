@@ -6,6 +6,7 @@ Sub-commands (run with a Python that has Superset installed for ``import``; ``bu
     python superset/bundle.py build DIR OUT.zip         render templates and zip for Superset
     python superset/bundle.py import DIR [--username U] overwrite-import by UUID (app context)
     python superset/bundle.py normalise EXPORT.zip DIR  turn a Superset export back into DIR
+    python superset/bundle.py export DIR [--zip OUT]    export the dashboard DIR describes, normalised
 
 Why not just ``superset import-dashboards``: that command overwrites only the dashboard; the
 database, datasets and charts it finds by UUID are left as they were, so an edited chart in git
@@ -181,6 +182,45 @@ def rebind_query_contexts(db: Any, slice_model: Any, uuids: set[str]) -> int:
     return changed
 
 
+def bundle_dashboard_uuid(bundle_dir: Path) -> str:
+    paths = sorted((bundle_dir / "dashboards").glob("*.yaml"))
+    if len(paths) != 1:
+        raise SystemExit(f"expected exactly one dashboard in {bundle_dir / 'dashboards'}")
+    return str(yaml.safe_load(paths[0].read_text(encoding="utf-8"))["uuid"])
+
+
+def export_bundle(bundle_dir: Path, username: str, zip_out: Path | None = None) -> list[str]:
+    """Export the dashboard whose UUID DIR holds (with its charts, dataset, database).
+
+    Runs Superset's own ExportDashboardsCommand in an app context, so no server, password or
+    browser session is needed; only this dashboard is exported, never others on the instance.
+    """
+    from superset.app import create_app
+
+    app = create_app()
+    with app.app_context():
+        from flask import g
+
+        from superset import db, security_manager
+        from superset.commands.dashboard.export import ExportDashboardsCommand
+        from superset.models.dashboard import Dashboard
+
+        g.user = security_manager.find_user(username=username)
+        uuid = bundle_dashboard_uuid(bundle_dir)
+        dashboard = next(
+            (d for d in db.session.query(Dashboard).all() if str(d.uuid) == uuid), None
+        )
+        if dashboard is None:
+            raise SystemExit(f"dashboard {uuid} is not in this Superset: import it first")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file_name, content in ExportDashboardsCommand([dashboard.id]).run():
+                zf.writestr(f"{BUNDLE_ROOT}_export/{file_name}", content())
+    if zip_out:
+        zip_out.write_bytes(buffer.getvalue())
+    return normalise(buffer.getvalue(), bundle_dir)
+
+
 # --------------------------------------------------------------------------- normalise (export)
 
 
@@ -208,9 +248,7 @@ def _normalise_chart(config: dict[str, Any]) -> dict[str, Any]:
 def _normalise_dashboard(config: dict[str, Any], known_ids: dict[str, int]) -> dict[str, Any]:
     """Replace instance chart ids with the small stable ids already used in git."""
     position = config.get("position") or {}
-    charts = [
-        v for v in position.values() if isinstance(v, dict) and v.get("type") == "CHART"
-    ]
+    charts = [v for v in position.values() if isinstance(v, dict) and v.get("type") == "CHART"]
     next_id = max(known_ids.values(), default=0) + 1
     id_map: dict[int, int] = {}
     for node in sorted(charts, key=lambda n: str(n["meta"].get("uuid"))):
@@ -245,7 +283,9 @@ def _normalise_dashboard(config: dict[str, Any], known_ids: dict[str, int]) -> d
 def _known_chart_ids(bundle_dir: Path) -> dict[str, int]:
     ids: dict[str, int] = {}
     for path in (bundle_dir / "dashboards").glob("*.yaml"):
-        for node in (yaml.safe_load(path.read_text(encoding="utf-8")).get("position") or {}).values():
+        for node in (
+            yaml.safe_load(path.read_text(encoding="utf-8")).get("position") or {}
+        ).values():
             if isinstance(node, dict) and node.get("type") == "CHART":
                 ids[str(node["meta"]["uuid"])] = int(node["meta"]["chartId"])
     return ids
@@ -308,11 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     p_norm = sub.add_parser("normalise", help="unzip a Superset export into DIR, normalised")
     p_norm.add_argument("export_zip", type=Path)
     p_norm.add_argument("bundle_dir", type=Path)
+    p_export = sub.add_parser("export", help="export the dashboard of DIR from Superset into DIR")
+    p_export.add_argument("bundle_dir", type=Path)
+    p_export.add_argument("--username", default=os.environ.get("SUPERSET_ADMIN_USER", "admin"))
+    p_export.add_argument("--zip", type=Path, default=None, help="also keep the raw export zip")
     args = parser.parse_args(argv)
     if args.cmd == "build":
         print(build_zip(args.bundle_dir, args.out))
     elif args.cmd == "import":
         import_bundle(args.bundle_dir, args.username)
+    elif args.cmd == "export":
+        for rel in export_bundle(args.bundle_dir, args.username, args.zip):
+            print(rel)
     else:
         for rel in normalise(args.export_zip, args.bundle_dir):
             print(rel)

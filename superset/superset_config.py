@@ -147,8 +147,29 @@ SUPERSET_WEBSERVER_PORT = int(os.environ.get("SUPERSET_PORT", "8088"))
 SUPERSET_WEBSERVER_TIMEOUT = 60
 SQLLAB_TIMEOUT = 60
 ROW_LIMIT = 10000
-# Plain HTTP on loopback: HTTPS redirects and secure-only cookies would lock the browser out.
-TALISMAN_ENABLED = os.environ.get("SUPERSET_TALISMAN_ENABLED", "false").lower() == "true"
+# Content Security Policy limited to Superset's own origin. Besides the usual XSS protection this
+# is what keeps the browser on loopback: Superset 6.1's navbar embeds a telemetry pixel (scarf.sh)
+# and its default CSP allows map tiles and web fonts from the internet; none of them may be
+# contacted from this project's machines. Plain HTTP on loopback, so no HTTPS redirect and no
+# secure-only cookies (they would lock the browser out).
+TALISMAN_ENABLED = True
+TALISMAN_CONFIG = {
+    "content_security_policy": {
+        "base-uri": ["'self'"],
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": "'none'",
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "font-src": ["'self'", "data:"],
+        "script-src": ["'self'", "'strict-dynamic'"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,
+    "session_cookie_secure": False,
+}
+TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
 SESSION_COOKIE_SECURE = False
 SESSION_COOKIE_SAMESITE = "Lax"
 WTF_CSRF_ENABLED = True

@@ -1,0 +1,166 @@
+"""Drive Debian's Chromium through Superset like a person: log in, open the dashboard, look.
+
+Runs as a separate process under var/superset-venv/bin/python (Selenium ships with Superset
+there), so the project's .venv needs no browser tooling; the test reads the JSON it prints.
+Nothing is downloaded: the browser and driver are Debian's ``chromium`` / ``chromium-driver``
+and Selenium Manager is switched off (SE_OFFLINE).
+
+    python superset_browser.py dashboard --slug wikimedia-live-trends --screenshot out.png
+    python superset_browser.py explore --chart-ids 1,2,3   # opens each chart once in Explore
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("SE_OFFLINE", "true")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BINARY", "/usr/bin/chromedriver")
+# Everything that would make the browser talk to the internet on its own is off.
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--metrics-recording-only",
+    "--no-default-browser-check",
+    "--hide-scrollbars",
+    # Belt and braces next to Superset's CSP: names other than loopback do not resolve at all.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+
+# What a finished chart contains, per kind: ECharts canvas/SVG, a table, or a big number.
+RENDERED_SELECTOR = "canvas, svg, table, .superset-legacy-chart-big-number, .big_number"
+STATE_SCRIPT = """
+const holders = [...document.querySelectorAll('[data-test="dashboard-component-chart-holder"]')];
+return holders.map((h) => {
+  const title = (h.querySelector('[data-test="editable-title"], .header-title, .editable-title')
+                 || {}).textContent || '';
+  const loading = !!h.querySelector('[data-test="loading-indicator"], .loading');
+  const errorNode = h.querySelector('[data-test="error-alert"], .alert-danger, .ant-alert-error');
+  const rendered = !!h.querySelector(arguments[0]);
+  const empty = /No results were returned|No data/i.test(h.innerText);
+  return {title: title.trim(), loading, rendered, empty,
+          error: errorNode ? errorNode.innerText.trim().slice(0, 500) : null};
+});
+"""
+
+
+def make_driver(width: int = 1600, height: int = 2200) -> tuple[webdriver.Chrome, str]:
+    profile = tempfile.mkdtemp(prefix="wikistreams-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument(f"--window-size={width},{height}")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(120)
+    return driver, profile
+
+
+def login(driver: webdriver.Chrome, base_url: str, username: str, password: str) -> None:
+    driver.get(f"{base_url}/login/")
+    wait = WebDriverWait(driver, 60)
+    user_box = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "input[name='username'], input#username")
+    )
+    user_box.send_keys(username)
+    password_box = driver.find_element(By.CSS_SELECTOR, "input[name='password'], input#password")
+    password_box.send_keys(password)
+    password_box.send_keys(Keys.ENTER)
+    wait.until(lambda d: "/login" not in d.current_url)
+
+
+def wait_for_charts(driver: webdriver.Chrome, expected: int, timeout: float) -> list[dict]:
+    """Poll until every chart holder has finished: rendered, empty or failed."""
+    deadline = time.monotonic() + timeout
+    states: list[dict] = []
+    while time.monotonic() < deadline:
+        states = driver.execute_script(STATE_SCRIPT, RENDERED_SELECTOR)
+        done = [s for s in states if not s["loading"] and (s["rendered"] or s["error"])]
+        if len(states) >= expected and len(done) == len(states):
+            return states
+        time.sleep(1)
+    return states
+
+
+def cmd_dashboard(args: argparse.Namespace) -> dict:
+    driver, _profile = make_driver()
+    try:
+        started = time.monotonic()
+        login(driver, args.base_url, args.username, args.password)
+        driver.get(f"{args.base_url}/superset/dashboard/{args.slug}/")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_elements(
+                By.CSS_SELECTOR, '[data-test="dashboard-component-chart-holder"]'
+            )
+        )
+        states = wait_for_charts(driver, args.expected_charts, args.timeout)
+        elapsed = time.monotonic() - started
+        time.sleep(2)  # let ECharts finish its entry animation before the picture
+        title = driver.title
+        if args.screenshot:
+            os.makedirs(os.path.dirname(os.path.abspath(args.screenshot)), exist_ok=True)
+            driver.save_screenshot(args.screenshot)
+        return {"title": title, "charts": states, "render_seconds": round(elapsed, 2)}
+    finally:
+        driver.quit()
+
+
+def cmd_explore(args: argparse.Namespace) -> dict:
+    """Open each chart in Explore: Superset's frontend then saves the chart's query context."""
+    driver, _profile = make_driver()
+    results = []
+    try:
+        login(driver, args.base_url, args.username, args.password)
+        for chart_id in [int(c) for c in args.chart_ids.split(",") if c]:
+            driver.get(f"{args.base_url}/explore/?slice_id={chart_id}")
+            WebDriverWait(driver, args.timeout).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, RENDERED_SELECTOR)
+            )
+            time.sleep(3)
+            results.append({"chart_id": chart_id, "opened": True})
+    finally:
+        driver.quit()
+    return {"explored": results}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["dashboard", "explore"])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8088")
+    parser.add_argument("--username", default=os.environ.get("SUPERSET_ADMIN_USER", "admin"))
+    parser.add_argument("--password", default=os.environ.get("SUPERSET_ADMIN_PASSWORD", ""))
+    parser.add_argument("--slug", default="wikimedia-live-trends")
+    parser.add_argument("--expected-charts", type=int, default=1)
+    parser.add_argument("--screenshot", default="")
+    parser.add_argument("--chart-ids", default="")
+    parser.add_argument("--timeout", type=float, default=120)
+    args = parser.parse_args()
+    result = cmd_dashboard(args) if args.mode == "dashboard" else cmd_explore(args)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
