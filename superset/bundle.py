@@ -3,10 +3,10 @@
 Sub-commands (run with a Python that has Superset installed for ``import``; ``build`` and
 ``normalise`` need only PyYAML):
 
-    python superset/bundle.py build DIR OUT.zip         render templates and zip for Superset
-    python superset/bundle.py import DIR [--username U] overwrite-import by UUID (app context)
-    python superset/bundle.py normalise EXPORT.zip DIR  turn a Superset export back into DIR
-    python superset/bundle.py export DIR [--zip OUT]    export the dashboard DIR describes, normalised
+    bundle.py build DIR OUT.zip          render templates and zip for Superset's UI / CLI
+    bundle.py import DIR [--username U]  overwrite-import by UUID (app context)
+    bundle.py normalise EXPORT.zip DIR   turn a Superset export back into DIR
+    bundle.py export DIR [--zip OUT]     export the dashboard DIR describes, normalised
 
 Why not just ``superset import-dashboards``: that command overwrites only the dashboard; the
 database, datasets and charts it finds by UUID are left as they were, so an edited chart in git

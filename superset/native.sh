@@ -70,6 +70,19 @@ generate_secrets() {
   load_env_file "$SECRETS_FILE"
 }
 
+# Load superset_config.py once before anything else: a missing or placeholder secret stops here
+# with one clear line and exit code 78 (EX_CONFIG) instead of a traceback per gunicorn worker.
+check_config() {
+  "${VENV}/bin/python" - "$SUPERSET_CONFIG_PATH" <<'PYEOF'
+import runpy, sys
+try:
+    runpy.run_path(sys.argv[1])
+except Exception as exc:  # the config raises InsecureConfigError with the reason
+    print(f"[superset] {exc}", file=sys.stderr)
+    sys.exit(78)
+PYEOF
+}
+
 require_venv() {
   [ -x "$VENV/bin/superset" ] || { log "no Superset in $VENV: run '$0 install' first"; exit 2; }
 }
@@ -86,6 +99,7 @@ cmd_init() {
   require_venv
   load_secrets
   generate_secrets
+  check_config
   mkdir -p "$SUPERSET_HOME"
   PATH="$VENV/bin:$PATH" bash "$HERE/init_superset.sh"
 }
@@ -93,6 +107,7 @@ cmd_init() {
 cmd_run() {
   require_venv
   load_secrets
+  check_config
   mkdir -p "$SUPERSET_HOME"
   # 2 cores: 2 sync-free gthread workers are plenty for a dashboard and keep memory low.
   exec "$VENV/bin/gunicorn" \

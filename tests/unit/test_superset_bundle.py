@@ -1,0 +1,199 @@
+"""The dashboard bundle in git is complete, consistent and built on the documented contract.
+
+Why: Superset imports a bundle with dangling UUIDs or unknown columns "successfully" and only the
+browser shows the broken chart later. These checks catch that at review time, without Superset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "superset" / "dashboards" / "wikimedia_live_trends"
+CONTRACTS = ROOT / "docs" / "contracts.md"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "wikistreams_bundle", ROOT / "superset" / "bundle.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bundle_tool = _load_tool()
+
+
+def _read(kind: str) -> dict[str, dict]:
+    return {
+        p.relative_to(BUNDLE).as_posix(): yaml.safe_load(p.read_text(encoding="utf-8"))
+        for p in sorted((BUNDLE / kind).rglob("*.yaml"))
+    }
+
+
+DATABASES = _read("databases")
+DATASETS = _read("datasets")
+CHARTS = _read("charts")
+DASHBOARDS = _read("dashboards")
+DATASET = next(iter(DATASETS.values()))
+DASHBOARD = next(iter(DASHBOARDS.values()))
+COLUMNS = {c["column_name"]: c for c in DATASET["columns"]}
+METRICS = {m["metric_name"] for m in DATASET["metrics"]}
+
+
+def contract_fields() -> set[str]:
+    """Field names of the enriched-event table in docs/contracts.md (plus Druid's __time)."""
+    names = {"__time"}
+    for line in CONTRACTS.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\|\s*([a-z_][a-z0-9_, ]*)\s*\|", line)
+        if match and match.group(1).strip() not in ("field",):
+            names.update(n.strip() for n in match.group(1).split(","))
+    return names
+
+
+def test_one_of_each_asset_and_metadata():
+    metadata = yaml.safe_load((BUNDLE / "metadata.yaml").read_text(encoding="utf-8"))
+    assert metadata["type"] == "Dashboard" and metadata["version"] == "1.0.0"
+    assert (len(DATABASES), len(DATASETS), len(DASHBOARDS)) == (1, 1, 1)
+    assert len(CHARTS) >= 8
+
+
+def test_uuids_are_valid_and_unique():
+    everything = [*DATABASES.values(), *DATASETS.values(), *CHARTS.values(), *DASHBOARDS.values()]
+    uuids = [str(uuid.UUID(str(asset["uuid"]))) for asset in everything]
+    assert len(uuids) == len(set(uuids))
+
+
+def test_references_resolve():
+    database = next(iter(DATABASES.values()))
+    assert DATASET["database_uuid"] == database["uuid"]
+    for path, chart in CHARTS.items():
+        assert chart["dataset_uuid"] == DATASET["uuid"], path
+
+
+def test_every_chart_is_on_the_dashboard_and_vice_versa():
+    nodes = [
+        n for n in DASHBOARD["position"].values() if isinstance(n, dict) and n["type"] == "CHART"
+    ]
+    on_dashboard = {n["meta"]["uuid"] for n in nodes}
+    assert on_dashboard == {c["uuid"] for c in CHARTS.values()}
+    names = {c["uuid"]: c["slice_name"] for c in CHARTS.values()}
+    for node in nodes:
+        assert node["meta"]["sliceName"] == names[node["meta"]["uuid"]]
+        assert node["parents"][0] == "ROOT_ID"
+        parent = DASHBOARD["position"][node["parents"][-1]]
+        assert node["id"] in parent["children"]
+    chart_ids = [n["meta"]["chartId"] for n in nodes]
+    assert len(chart_ids) == len(set(chart_ids))
+
+
+def test_dataset_is_the_contract_datasource_and_columns_exist_in_contract():
+    assert DATASET["table_name"] == "wikimedia_recentchange"
+    assert "`wikimedia_recentchange`" in CONTRACTS.read_text(encoding="utf-8")
+    assert DATASET["main_dttm_col"] == "__time" and COLUMNS["__time"]["is_dttm"]
+    fields = contract_fields()
+    physical = {name for name, col in COLUMNS.items() if not col["expression"]}
+    assert physical <= fields, physical - fields
+    # Calculated columns may only read contract columns.
+    for name, col in COLUMNS.items():
+        if col["expression"]:
+            referenced = set(re.findall(r'"([a-z_]+)"', col["expression"]))
+            assert referenced and referenced <= fields, (name, referenced - fields)
+
+
+def _column_refs(params: dict) -> set[str]:
+    refs: set[str] = set()
+    for key in ("groupby", "columns", "all_columns", "series"):
+        refs.update(c for c in params.get(key) or [] if isinstance(c, str))
+    if isinstance(params.get("x_axis"), str):
+        refs.add(params["x_axis"])
+    refs.update(f["subject"] for f in params.get("adhoc_filters", []) if "subject" in f)
+    return refs
+
+
+def _metric_refs(params: dict) -> set[str]:
+    found = list(params.get("metrics") or []) + [params.get("metric")]
+    found += [params.get("timeseries_limit_metric"), params.get("series_limit_metric")]
+    return {m for m in found if isinstance(m, str)}
+
+
+@pytest.mark.parametrize("path", sorted(CHARTS))
+def test_chart_uses_dataset_columns_and_metrics(path):
+    params = CHARTS[path]["params"]
+    assert _column_refs(params) <= set(COLUMNS), _column_refs(params) - set(COLUMNS)
+    assert _metric_refs(params) <= METRICS, _metric_refs(params) - METRICS
+    # The time range must not hide the recorded 2018-2025 test data by default.
+    assert params.get("time_range", "No filter") == "No filter"
+
+
+@pytest.mark.parametrize("path", sorted(CHARTS))
+def test_chart_has_a_saved_query_context(path):
+    """GET /api/v1/chart/<id>/data (and reports) run the saved query context, not form data."""
+    context = CHARTS[path]["query_context"]
+    assert isinstance(context, dict) and context["queries"], path
+    assert context["datasource"] == {"id": 0, "type": "table"}  # rebound on import
+    assert context["form_data"]["viz_type"] == CHARTS[path]["viz_type"]
+
+
+def test_native_filters_and_refresh():
+    metadata = DASHBOARD["metadata"]
+    filters = {f["name"]: f for f in metadata["native_filter_configuration"]}
+    assert {"Time range", "Wiki", "Bot", "Type"} <= set(filters)
+    assert filters["Time range"]["filterType"] == "filter_time"
+    assert filters["Time range"]["defaultDataMask"]["filterState"] == {}  # empty = "No filter"
+    for name, column in (("Wiki", "wiki"), ("Bot", "bot"), ("Type", "type")):
+        (target,) = filters[name]["targets"]
+        assert target == {"column": {"name": column}, "datasetUuid": DATASET["uuid"]}
+    assert metadata["refresh_frequency"] == 60
+
+
+def test_wikidata_label_falls_back_ko_en_id():
+    expression = COLUMNS["wikidata_label"]["expression"]
+    positions = [expression.index(f'"{c}"') for c in ("wikidata_label_ko", "wikidata_label_en")]
+    assert expression.startswith("COALESCE(") and positions == sorted(positions)
+    assert expression.rstrip(")").endswith('"wikidata_id"')
+
+
+def test_druid_uri_is_templated_per_environment():
+    database = next(iter(DATABASES.values()))
+    assert database["sqlalchemy_uri"] == bundle_tool.DRUID_URI_TEMPLATE
+    rendered = bundle_tool.render(database["sqlalchemy_uri"], {"DRUID_BROKER_HOST": "druid-broker"})
+    assert rendered == "druid://druid-broker:8082/druid/v2/sql/"
+    assert bundle_tool.render(database["sqlalchemy_uri"], {}) == (
+        "druid://127.0.0.1:8082/druid/v2/sql/"
+    )
+
+
+def test_build_zip_is_importable_shape(tmp_path):
+    out = bundle_tool.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        assert all(n.startswith("wikimedia_live_trends/") for n in names)
+        chart = yaml.safe_load(zf.read(next(n for n in names if "/charts/" in n)))
+        assert isinstance(json.loads(chart["query_context"]), dict)
+        database = yaml.safe_load(zf.read(next(n for n in names if "/databases/" in n)))
+        assert database["sqlalchemy_uri"] == "druid://127.0.0.1:8082/druid/v2/sql/"
+
+
+def test_normalise_round_trip_is_byte_identical(tmp_path):
+    """Export -> normalise must reproduce git's files exactly, so diffs show only real edits."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, copy)
+    out = bundle_tool.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
+    bundle_tool.normalise(out, copy)
+    for original in BUNDLE.rglob("*.yaml"):
+        rel = original.relative_to(BUNDLE)
+        assert (copy / rel).read_text(encoding="utf-8") == original.read_text(encoding="utf-8"), rel
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*.yaml")) == sorted(
+        p.relative_to(BUNDLE) for p in BUNDLE.rglob("*.yaml")
+    )
