@@ -1,0 +1,1 @@
+"""WikiStreams producer: Wikimedia EventStreams -> validated, Wikidata-enriched events -> Kafka."""

@@ -1,0 +1,189 @@
+"""Producer settings: environment > `.env` > defaults, validated once at start.
+
+Every setting is documented in `.env.example`; a test keeps the two and the README in step.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRODUCER_NAME = "WikiStreams"
+PRODUCER_VERSION = "0.1.0"
+
+
+class CacheBackend(str, Enum):
+    sqlite = "sqlite"
+    redis = "redis"
+
+
+class ReplaySpeed(str, Enum):
+    """How a `file://` recording is replayed: by event time, N times faster, or flat out."""
+
+    realtime = "realtime"
+    fast = "fast"
+
+
+class Settings(BaseSettings):
+    """All producer settings. Field descriptions become the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- source ---
+    sse_url: str = Field(
+        "https://stream.wikimedia.org/v2/stream/recentchange",
+        description="EventStreams URL, or file:///path to a recorded .sse/.jsonl file to replay",
+    )
+    user_agent_contact: str = Field(
+        ...,
+        description="Contact (e-mail or URL) for the Wikimedia User-Agent policy; required",
+    )
+    replay_speed: str = Field(
+        "fast",
+        description="file:// replay pace: 'fast' (as fast as possible), 'realtime' or a "
+        "multiplier such as '10' (10x event time)",
+    )
+    sse_connect_timeout_seconds: float = Field(10.0, gt=0, description="SSE connect timeout")
+    sse_read_timeout_seconds: float = Field(
+        60.0, gt=0, description="SSE read timeout; the stream sends a comment at least every 15 s"
+    )
+    reconnect_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="Upper bound of the exponential reconnect backoff"
+    )
+    dedupe_window: int = Field(
+        100_000, ge=0, description="How many recent meta.id values are kept to drop replays"
+    )
+
+    # --- enrichment ---
+    wikidata_api_url: str = Field(
+        "https://www.wikidata.org/w/api.php", description="Wikidata Action API endpoint"
+    )
+    enrichment_enabled: bool = Field(True, description="Enrich Wikidata entity edits with labels")
+    enrich_batch_max_ids: int = Field(
+        50, ge=1, le=50, description="Ids per wbgetentities call (50 is the API's anonymous limit)"
+    )
+    enrich_batch_max_wait_ms: int = Field(
+        500, ge=0, description="Longest an event waits for its micro-batch to fill"
+    )
+    wikidata_timeout_seconds: float = Field(10.0, gt=0, description="Wikidata API request timeout")
+    wikidata_maxlag_seconds: int = Field(5, ge=0, description="maxlag sent to the Wikidata API")
+    wikidata_max_retries: int = Field(
+        3, ge=0, description="Retries of one API call on maxlag/429/503/timeouts"
+    )
+    wikidata_retry_after_max_seconds: float = Field(
+        30.0, gt=0, description="Cap on a server-sent Retry-After"
+    )
+    breaker_failure_threshold: int = Field(
+        3, ge=1, description="Failed API calls in a row that open the circuit breaker"
+    )
+    breaker_reset_seconds: float = Field(
+        60.0, gt=0, description="How long the breaker stays open before one trial call"
+    )
+
+    # --- cache ---
+    cache_backend: CacheBackend = Field(
+        CacheBackend.sqlite, description="Label cache: 'sqlite' (local) or 'redis' (shared)"
+    )
+    cache_db_path: Path = Field(Path("var/data/producer/labels.sqlite3"), description="SQLite file")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL for CACHE_BACKEND=redis"
+    )
+    cache_ttl_seconds: int = Field(7 * 24 * 3600, ge=1, description="TTL of a cached label")
+    cache_negative_ttl_seconds: int = Field(
+        3600, ge=1, description="TTL of a cached 'entity not found'"
+    )
+
+    # --- Kafka ---
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_topic: str = Field("wikimedia.recentchange.enriched", description="Enriched events topic")
+    kafka_dlq_topic: str = Field("wikimedia.recentchange.dlq", description="Dead-letter topic")
+    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions when creating topics")
+    kafka_topic_replication: int = Field(1, ge=1, description="Replication when creating topics")
+    kafka_compression: str = Field("zstd", description="Producer compression codec")
+    kafka_linger_ms: int = Field(50, ge=0, description="Producer linger.ms")
+
+    # --- checkpoint, stats, logs ---
+    checkpoint_path: Path = Field(
+        Path("var/data/producer/checkpoint.json"), description="Where the last delivered SSE id is"
+    )
+    checkpoint_interval_seconds: float = Field(
+        1.0, gt=0, description="How often the delivered position is persisted"
+    )
+    stats_interval_seconds: float = Field(10.0, gt=0, description="Period of the 'stats' log line")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @field_validator("user_agent_contact")
+    @classmethod
+    def _contact_is_real(cls, value: str) -> str:
+        value = value.strip()
+        if not value or value.lower() in {"changeme", "change-me", "you@example.com"}:
+            raise ValueError("set it to your e-mail or a URL; Wikimedia answers 403 without one")
+        return value
+
+    @field_validator("replay_speed")
+    @classmethod
+    def _speed_is_known(cls, value: str) -> str:
+        if value in {s.value for s in ReplaySpeed}:
+            return value
+        try:
+            if float(value) > 0:
+                return value
+        except ValueError:
+            pass
+        raise ValueError("use 'fast', 'realtime' or a positive multiplier such as '10'")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_is_known(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def user_agent(self) -> str:
+        """`<client>/<version> (<contact>) <library>/<version>`, as Wikimedia's policy asks."""
+        import requests
+
+        return (
+            f"{PRODUCER_NAME}/{PRODUCER_VERSION} ({self.user_agent_contact}) "
+            f"python-requests/{requests.__version__}"
+        )
+
+    def masked(self) -> dict[str, Any]:
+        """Settings for the startup log line, with credentials in URLs hidden."""
+        data = self.model_dump(mode="json")
+        for key in ("redis_url",):
+            data[key] = _mask_url_password(data[key])
+        return data
+
+
+class SettingsError(SystemExit):
+    """Raised at start for invalid settings: one readable message, exit code 2."""
+
+
+def _mask_url_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings or exit with a message that names each bad setting by its env name."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            msg = "is required" if err["type"] == "missing" else err["msg"]
+            lines.append(f"  {name}: {msg}")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None

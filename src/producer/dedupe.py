@@ -1,0 +1,24 @@
+"""Drops events seen recently: a timestamp-based resume replays a few events, by design."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class RecentIds:
+    """The last `capacity` event ids, oldest evicted first (O(1) per event)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if `event_id` is in the window; otherwise remembers it and returns False."""
+        if self.capacity <= 0:
+            return False
+        if event_id in self._ids:
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False

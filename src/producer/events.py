@@ -1,0 +1,180 @@
+"""The recentchange event as it arrives (validation) and as it leaves (the output contract).
+
+Input follows the official schema (`mediawiki/recentchange/1.0.x`): only what the pipeline
+depends on is required; extra fields are allowed and optional ones may be missing, because real
+events from 2018 have no `$schema` or `meta.stream`.
+
+Output (`EnrichedEvent`) is the one flat object per Kafka message that Druid ingests as is. Its
+field names are the contract that `druid/ingestion-spec.json` and the dashboards are built on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Meta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    dt: AwareDatetime
+    domain: str | None = None
+    stream: str | None = None
+
+
+class OldNew(BaseModel):
+    """`length` and `revision`: `old` is absent on new pages."""
+
+    model_config = ConfigDict(extra="allow")
+
+    old: int | None = None
+    new: int | None = None
+
+
+class RecentChange(BaseModel):
+    """A validated `mediawiki.recentchange` event."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    meta: Meta
+    id: int | None = None
+    type: str = Field(min_length=1)
+    namespace: int
+    title: str
+    wiki: str = Field(min_length=1)
+    server_name: str = Field(min_length=1)
+    user: str = ""
+    bot: bool = False
+    minor: bool | None = None
+    patrolled: bool | None = None
+    comment: str = ""
+    length: OldNew | None = None
+    revision: OldNew | None = None
+    log_type: str | None = None
+    log_action: str | None = None
+
+    @property
+    def is_canary(self) -> bool:
+        """Wikimedia injects synthetic canary events several times an hour."""
+        return self.meta.domain == "canary"
+
+
+EnrichmentStatus = Literal["not_applicable", "enriched", "not_found", "unavailable"]
+
+
+class WikidataLabels(BaseModel):
+    """Korean and English label and description of one Wikidata entity."""
+
+    label_ko: str | None = None
+    label_en: str | None = None
+    description_ko: str | None = None
+    description_en: str | None = None
+
+
+class EnrichedEvent(BaseModel):
+    """One message on the enriched topic. Every field becomes a Druid column of the same name."""
+
+    event_id: str
+    event_time: str = Field(description="ISO-8601 UTC with milliseconds; Druid's __time")
+    rc_id: int | None
+    wiki: str
+    server_name: str
+    type: str
+    namespace: int
+    title: str
+    user: str
+    bot: bool
+    minor: bool | None
+    patrolled: bool | None
+    length_old: int | None
+    length_new: int | None
+    length_delta: int | None
+    revision_old: int | None
+    revision_new: int | None
+    comment: str
+    log_type: str | None
+    log_action: str | None
+    wikidata_id: str | None = None
+    wikidata_label_ko: str | None = None
+    wikidata_label_en: str | None = None
+    wikidata_description_ko: str | None = None
+    wikidata_description_en: str | None = None
+    enrichment_status: EnrichmentStatus = "not_applicable"
+
+    @classmethod
+    def from_change(
+        cls,
+        change: RecentChange,
+        wikidata_id: str | None = None,
+        labels: WikidataLabels | None = None,
+        status: EnrichmentStatus = "not_applicable",
+    ) -> EnrichedEvent:
+        length = change.length or OldNew()
+        revision = change.revision or OldNew()
+        labels = labels or WikidataLabels()
+        return cls(
+            event_id=change.meta.id,
+            event_time=format_event_time(change.meta.dt),
+            rc_id=change.id,
+            wiki=change.wiki,
+            server_name=change.server_name,
+            type=change.type,
+            namespace=change.namespace,
+            title=change.title,
+            user=change.user,
+            bot=change.bot,
+            minor=change.minor,
+            patrolled=change.patrolled,
+            length_old=length.old,
+            length_new=length.new,
+            length_delta=_delta(length),
+            revision_old=revision.old,
+            revision_new=revision.new,
+            comment=change.comment,
+            log_type=change.log_type,
+            log_action=change.log_action,
+            wikidata_id=wikidata_id,
+            wikidata_label_ko=labels.label_ko,
+            wikidata_label_en=labels.label_en,
+            wikidata_description_ko=labels.description_ko,
+            wikidata_description_en=labels.description_en,
+            enrichment_status=status,
+        )
+
+
+def _delta(length: OldNew) -> int | None:
+    if length.new is None:
+        return None
+    return length.new - (length.old or 0)
+
+
+def format_event_time(dt: datetime) -> str:
+    """UTC with milliseconds and a `Z`, one format whatever the input precision."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{dt.microsecond // 1000:03d}Z"
+    )
+
+
+TIMESTAMP_FIELD = "event_time"
+LONG_FIELDS = (
+    "rc_id",
+    "namespace",
+    "length_old",
+    "length_new",
+    "length_delta",
+    "revision_old",
+    "revision_new",
+)
+
+
+def druid_dimensions() -> list[dict[str, str]]:
+    """The Druid dimensionsSpec that the contract implies (the spec file must equal it)."""
+    dims = []
+    for name in EnrichedEvent.model_fields:
+        if name == TIMESTAMP_FIELD:
+            continue
+        dims.append({"type": "long" if name in LONG_FIELDS else "string", "name": name})
+    return dims

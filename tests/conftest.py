@@ -1,0 +1,49 @@
+"""Shared fixtures: the recorded data and the two local stand-ins for internet services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.standins import recentchange_dir
+from tests.standins.sse_server import SseStandIn, load_frames
+from tests.standins.wikidata_api import WikidataStandIn
+
+USER_AGENT = "WikiStreams/0.1.0 (tests@wikistreams.invalid) python-requests/2"
+
+
+def recorded_files() -> list[Path]:
+    """Every recorded recentchange file (JSON lines and raw SSE)."""
+    root = recentchange_dir()
+    return sorted(p for p in root.rglob("*") if p.suffix in {".jsonl", ".json", ".sse"})
+
+
+@pytest.fixture(scope="session")
+def wikidata_api():
+    server = WikidataStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wikidata(wikidata_api):
+    """The stand-in with fresh behaviour and request log for each test."""
+    from tests.standins.wikidata_api import Behaviour
+
+    wikidata_api.behaviour = Behaviour()
+    return wikidata_api
+
+
+@pytest.fixture
+def sse_server_factory():
+    servers = []
+
+    def make(files: list[Path]) -> SseStandIn:
+        server = SseStandIn(load_frames(files)).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

@@ -1,0 +1,216 @@
+"""A local stand-in for the Wikidata Action API, answering from real recorded responses.
+
+It indexes every entity found in `shared/data/wikidata/` (recorded `wbgetentities` responses and
+entity documents), and answers `action=wbgetentities` the way the API does: entities keyed by the
+requested id, redirects resolved (with the `redirects` block), unknown ids as
+`{"id": X, "missing": ""}`, languages filtered with the API's fallback (ko -> mul -> en).
+
+Failure modes for tests replay the recorded error bodies: `maxlag` (with `Retry-After`),
+`ratelimited`, HTTP 429/503, slow answers and hard failures.
+
+Run alone: `python -m tests.standins.wikidata_api --port 8099`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from tests.standins import data_dir
+
+FALLBACK = {"ko": ["ko", "mul", "en"], "en": ["en", "mul"], "mul": ["mul"]}
+
+
+@dataclass
+class Recorded:
+    entities: dict[str, dict] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+    maxlag_body: bytes = b""
+    ratelimited_body: bytes = b""
+
+
+def load_recorded(root: Path | None = None) -> Recorded:
+    """Merge the terms of every recorded entity; later files add languages, never erase."""
+    root = root or data_dir() / "wikidata"
+    rec = Recorded()
+    for path in sorted(root.rglob("*.json")):
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "entities" in doc:
+            for key, entity in doc["entities"].items():
+                _add(rec, key, entity)
+        elif isinstance(doc, dict) and "id" in doc and "labels" in doc:
+            _add(rec, doc["id"], doc)
+    rec.missing -= set(rec.entities)
+    rec.maxlag_body = (root / "wdtk" / "error-maxlag-full.json").read_bytes()
+    rec.ratelimited_body = next((root / "errors").glob("ratelimited*.json")).read_bytes()
+    return rec
+
+
+def _add(rec: Recorded, key: str, entity: dict) -> None:
+    if not isinstance(entity, dict):
+        return
+    if "missing" in entity:
+        if entity.get("id"):
+            rec.missing.add(entity["id"])
+        return
+    target = entity.get("id", key)
+    redirect = entity.get("redirects")
+    if redirect:
+        rec.redirects[redirect["from"]] = redirect["to"]
+        target = redirect["to"]
+    merged = rec.entities.setdefault(
+        target, {"type": entity.get("type", "item"), "id": target, "labels": {}, "descriptions": {}}
+    )
+    for kind in ("labels", "descriptions"):
+        terms = entity.get(kind) or {}
+        if isinstance(terms, dict):
+            for lang, term in terms.items():
+                if isinstance(term, dict) and "value" in term:
+                    merged[kind].setdefault(lang, {"language": lang, "value": term["value"]})
+
+
+@dataclass
+class Behaviour:
+    """What the next requests get. Counters let tests assert how the client behaved."""
+
+    maxlag_next: int = 0
+    ratelimited_next: int = 0
+    http_status_next: int = 0
+    http_status: int = 503
+    retry_after: str | None = "1"
+    delay_seconds: float = 0.0
+    down: bool = False
+    requests: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class WikidataStandIn(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up (timeouts in tests) is not an error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+    def __init__(self, port: int = 0, recorded: Recorded | None = None) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.recorded = recorded or load_recorded()
+        self.behaviour = Behaviour()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/w/api.php"
+
+    def start(self) -> WikidataStandIn:
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def answer(self, ids: list[str], languages: list[str]) -> dict:
+        entities = {}
+        for requested in ids:
+            target = self.recorded.redirects.get(requested, requested)
+            entity = self.recorded.entities.get(target)
+            if entity is None:
+                entities[requested] = {"id": requested, "missing": ""}
+                continue
+            out = {"type": entity["type"], "id": target}
+            if target != requested:
+                out["redirects"] = {"from": requested, "to": target}
+            for kind in ("labels", "descriptions"):
+                out[kind] = _with_fallback(entity[kind], languages)
+            entities[requested] = out
+        return {"entities": entities, "success": 1}
+
+
+def _with_fallback(terms: dict, languages: list[str]) -> dict:
+    out = {}
+    for lang in languages:
+        for candidate in FALLBACK.get(lang, [lang]):
+            if candidate in terms:
+                term = dict(terms[candidate])
+                if candidate != lang:
+                    term["for-language"] = lang
+                out[lang] = term
+                break
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: WikidataStandIn
+
+    def log_message(self, *_args) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        params = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+        b = self.server.behaviour
+        with b.lock:
+            b.requests.append({**params, "user_agent": self.headers.get("User-Agent", "")})
+            if b.down:
+                self.close_connection = True
+                self.send_error(500, "stand-in is down")
+                return
+            if b.maxlag_next > 0:
+                b.maxlag_next -= 1
+                self._send(200, self.server.recorded.maxlag_body, {"X-Database-Lag": "3"})
+                return
+            if b.ratelimited_next > 0:
+                b.ratelimited_next -= 1
+                self._send(200, self.server.recorded.ratelimited_body, {})
+                return
+            if b.http_status_next > 0:
+                b.http_status_next -= 1
+                self._send(b.http_status, b"<html>Service unavailable</html>", {})
+                return
+            delay = b.delay_seconds
+        if delay:
+            time.sleep(delay)
+        if params.get("action") != "wbgetentities" or not params.get("ids"):
+            self._send(200, json.dumps({"error": {"code": "badvalue"}}).encode(), {})
+            return
+        body = self.server.answer(
+            params["ids"].split("|"), params.get("languages", "en").split("|")
+        )
+        self._send(200, json.dumps(body, ensure_ascii=False).encode("utf-8"), {})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        retry_after = self.server.behaviour.retry_after
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if retry_after is not None and (status != 200 or b'"error"' in body):
+            self.send_header("Retry-After", retry_after)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args()
+    server = WikidataStandIn(args.port)
+    print(f"Wikidata stand-in on {server.url} ({len(server.recorded.entities)} entities)")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

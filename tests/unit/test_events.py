@@ -1,0 +1,112 @@
+import json
+
+import pytest
+
+from producer.decode import StageError, decode_event
+from producer.events import EnrichedEvent, druid_dimensions, format_event_time
+from tests.conftest import recorded_files
+from tests.standins import REPO_ROOT
+
+
+def _lines(path):
+    if path.suffix == ".sse":
+        return [
+            line[len(b"data: ") :]
+            for line in path.read_bytes().splitlines()
+            if line.startswith(b"data: ")
+        ]
+    return [line for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def test_every_recorded_event_validates():
+    """Real events from 2018 to 2025 (with and without $schema/meta.stream) must all flow."""
+    total = 0
+    for path in recorded_files():
+        for data in _lines(path):
+            change = decode_event(data)
+            assert change.meta.id and change.wiki and change.server_name
+            total += 1
+    assert total == 3818 + 1789 + 98 + 100 + 1 + 9
+
+
+def test_2018_event_maps_to_contract():
+    path = next(p for p in recorded_files() if p.name.startswith("editgroups_one_qs"))
+    change = decode_event(_lines(path)[0])
+    event = EnrichedEvent.from_change(change)
+    assert event.event_id == "dd8c5690-2222-11e8-a2ad-1418776134f3"
+    assert event.event_time == "2018-03-07T16:16:17.000Z"
+    assert (event.length_old, event.length_new, event.length_delta) == (1007, 1438, 431)
+    assert (event.revision_old, event.revision_new) == (645091281, 645091312)
+    assert event.enrichment_status == "not_applicable"
+
+
+def test_event_time_keeps_milliseconds_and_normalises_offsets():
+    change = decode_event(
+        json.dumps(
+            {
+                "meta": {"id": "x", "dt": "2025-08-29T08:45:17.280+02:00"},
+                "type": "new",
+                "namespace": 0,
+                "title": "T",
+                "wiki": "mgwiktionary",
+                "server_name": "mg.wiktionary.org",
+                "length": {"new": 120},
+            }
+        ).encode()
+    )
+    assert format_event_time(change.meta.dt) == "2025-08-29T06:45:17.280Z"
+    event = EnrichedEvent.from_change(change)
+    assert (event.length_old, event.length_delta, event.revision_new) == (None, 120, None)
+
+
+@pytest.mark.parametrize(
+    "data, stage, error_class",
+    [
+        (b'{"meta": {', "parse", "JSONDecodeError"),
+        (b"\xff\xfe not utf-8", "parse", "JSONDecodeError"),
+        (b"[1, 2]", "parse", "NotAnObject"),
+        (b'{"meta": {"id": "a", "dt": "2025-01-01T00:00:00Z"}}', "validate", "ValidationError"),
+        (
+            b'{"meta": {"id": "a", "dt": "not a date"}, "type": "edit"}',
+            "validate",
+            "ValidationError",
+        ),
+    ],
+)
+def test_bad_input_names_its_stage(data, stage, error_class):
+    with pytest.raises(StageError) as err:
+        decode_event(data)
+    assert err.value.stage == stage
+    assert err.value.error_class in (error_class, "UnicodeDecodeError")
+    assert str(err.value)
+
+
+def test_validation_error_names_the_fields():
+    with pytest.raises(StageError) as err:
+        decode_event(b'{"meta": {"id": "a", "dt": "2025-01-01T00:00:00Z"}, "type": "edit"}')
+    assert "title" in str(err.value) and "wiki" in str(err.value)
+
+
+def test_non_message_frames_are_rejected():
+    with pytest.raises(StageError) as err:
+        decode_event(b"{}", event_type="error")
+    assert err.value.stage == "parse"
+
+
+def test_canary_detected():
+    change = decode_event(
+        b'{"meta": {"id": "c", "dt": "2025-01-01T00:00:00Z", "domain": "canary"},'
+        b' "type": "edit", "namespace": 0, "title": "T", "wiki": "w", "server_name": "s"}'
+    )
+    assert change.is_canary
+
+
+def test_druid_spec_dimensions_come_from_the_contract():
+    spec = json.loads((REPO_ROOT / "druid" / "ingestion-spec.json").read_text())
+    schema = spec["spec"]["dataSchema"]
+    assert schema["dimensionsSpec"]["dimensions"] == druid_dimensions()
+    assert schema["timestampSpec"]["column"] == "event_time"
+    assert "parser" not in schema
+    assert spec["spec"]["ioConfig"]["inputFormat"]["type"] == "json"
+    assert schema["granularitySpec"]["rollup"] is False
+    assert schema["granularitySpec"]["segmentGranularity"] == "HOUR"
