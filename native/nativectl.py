@@ -543,7 +543,6 @@ def terminate(svc: Service, record: dict) -> str:
         except ProcessLookupError:
             pass
         wait_group_exit(record["pid"], pgid, 5)
-    wait_reaped(record["pid"], 5)
     return outcome
 
 
@@ -558,11 +557,14 @@ def wait_group_exit(pid: int, pgid: int, seconds: float) -> bool:
     return False
 
 
-def wait_reaped(pid: int, seconds: float) -> None:
-    """Give init a moment to reap the exited JVM, so `pgrep java` right after `down` is empty."""
+def wait_reaped(pids: list[int], seconds: float) -> None:
+    """Give init a moment to reap the exited JVMs, so `pgrep java` right after `down` is empty."""
     deadline = time.monotonic() + seconds
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        reap(pid)
+    while time.monotonic() < deadline:
+        for pid in pids:
+            reap(pid)
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return
         time.sleep(0.1)
 
 
@@ -736,18 +738,19 @@ def down(cfg: Config, names: list[str] | None = None) -> None:
 
 def stop_services(cfg: Config, names: list[str]) -> bool:
     """Stop exactly these services (those that run), in reverse dependency order."""
-    stopped_any = False
+    stopped: list[int] = []
     for name in reversed(topo_order(cfg, names)):
         record = read_pid(name)
         if record is None:
             pid_file(name).unlink(missing_ok=True)
             continue
-        stopped_any = True
+        stopped.append(record["pid"])
         t0 = time.monotonic()
         outcome = terminate(cfg.services[name], record)
         pid_file(name).unlink(missing_ok=True)
         print(f"[down] {name}: {outcome} (pid {record['pid']}, {time.monotonic() - t0:.1f}s)")
-    return stopped_any
+    wait_reaped(stopped, 5)
+    return bool(stopped)
 
 
 def status(cfg: Config) -> int:
