@@ -6,14 +6,14 @@
 # normalised (stable file names, sorted keys, instance ids replaced, Druid host templated), so the
 # diff shows only what changed. Runs in an app context: no server or password needed.
 #
-#   superset/export.sh [--zip var/superset/last-export.zip]
+#   superset/export.sh [--zip var/data/superset/last-export.zip]
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 VENV="${SUPERSET_VENV:-$ROOT/var/superset-venv}"
 BUNDLE_DIR="${SUPERSET_BUNDLE_DIR:-$HERE/dashboards/wikimedia_live_trends}"
-export SUPERSET_HOME="${SUPERSET_HOME:-$ROOT/var/superset}"
+export SUPERSET_HOME="${SUPERSET_HOME:-$ROOT/var/data/superset}"
 export SUPERSET_CONFIG_PATH="${SUPERSET_CONFIG_PATH:-$HERE/superset_config.py}"
 export PYTHONSAFEPATH=1
 

@@ -67,7 +67,8 @@ def require_secret(name: str, min_length: int, env_example: Path | None = None) 
     value = os.environ.get(name, "")
     hint = (
         f"Set {name} to a long random value, e.g. `openssl rand -base64 42`, in .env or the "
-        "environment (superset/native.sh init generates one under var/superset/ for native runs)."
+        "environment (for native runs superset/native.sh init generates one in "
+        "var/data/superset/secrets.env)."
     )
     if not value.strip():
         raise InsecureConfigError(f"Refusing to start: {name} is not set. {hint}")
@@ -91,7 +92,7 @@ ADMIN_PASSWORD = require_secret("SUPERSET_ADMIN_PASSWORD", MIN_ADMIN_PASSWORD_LE
 # --- metadata database -------------------------------------------------------------------------
 # PostgreSQL in compose (SUPERSET_DATABASE_URI=postgresql+psycopg2://...), SQLite under var/
 # natively: one file, nothing else to run, kept across restarts.
-DATA_DIR = os.environ.get("SUPERSET_HOME", str(REPO_ROOT / "var" / "superset"))
+DATA_DIR = os.environ.get("SUPERSET_HOME", str(REPO_ROOT / "var" / "data" / "superset"))
 SQLALCHEMY_DATABASE_URI = os.environ.get(
     "SUPERSET_DATABASE_URI", f"sqlite:///{Path(DATA_DIR) / 'superset.db'}"
 )

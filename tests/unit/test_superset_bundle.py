@@ -54,7 +54,9 @@ METRICS = {m["metric_name"] for m in DATASET["metrics"]}
 def contract_fields() -> set[str]:
     """Field names of the enriched-event table in docs/contracts.md (plus Druid's __time)."""
     names = {"__time"}
-    for line in CONTRACTS.read_text(encoding="utf-8").splitlines():
+    text = CONTRACTS.read_text(encoding="utf-8")
+    section = text.split("## Enriched event", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         match = re.match(r"^\|\s*([a-z_][a-z0-9_, ]*)\s*\|", line)
         if match and match.group(1).strip() not in ("field",):
             names.update(n.strip() for n in match.group(1).split(","))

@@ -1,0 +1,193 @@
+"""Superset on the real native stack: init/import, Druid connection, chart data, browser, restart.
+
+The session starts its own Superset (native.sh, port 18088, a fresh SQLite home under pytest's
+tmp dir, random secrets), so it never touches a developer's instance on 8088 and proves a first
+install works from nothing. Measurements (import time, chart query times) are printed and written
+to ``var/log/superset-measurements.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.superset_api import SupersetApi
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NATIVE = ROOT / "superset" / "native.sh"
+VENV = Path(os.environ.get("SUPERSET_VENV", ROOT / "var" / "superset-venv"))
+BUNDLE = ROOT / "superset" / "dashboards" / "wikimedia_live_trends"
+SCREENSHOT = ROOT / "docs" / "images" / "superset-dashboard.png"
+MEASUREMENTS = ROOT / "var" / "log" / "superset-measurements.json"
+PORT = int(os.environ.get("SUPERSET_TEST_PORT", "18088"))
+BASE_URL = f"http://127.0.0.1:{PORT}"
+EXPECTED_CHARTS = len(list((BUNDLE / "charts").glob("*.yaml")))
+DASHBOARD_UUID = yaml.safe_load(next((BUNDLE / "dashboards").glob("*.yaml")).read_text())["uuid"]
+MEASURED: dict = {}
+
+
+def _native(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["bash", str(NATIVE), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"native.sh {' '.join(args)}:\n{result.stderr[-4000:]}"
+    return result
+
+
+def _import_summary(result: subprocess.CompletedProcess) -> dict:
+    """init_superset.sh prints one JSON line with the counts after the import."""
+    line = next(x for x in result.stdout.splitlines()[::-1] if x.startswith('{"import_seconds"'))
+    return json.loads(line)
+
+
+@pytest.fixture(scope="session")
+def superset(tmp_path_factory):
+    if not (VENV / "bin" / "superset").exists():
+        pytest.skip(f"no Superset in {VENV}: run `superset/native.sh install`")
+    home = tmp_path_factory.mktemp("superset-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    env.update(
+        SUPERSET_HOME=str(home),
+        SUPERSET_PORT=str(PORT),
+        SUPERSET_LOG_DIR=str(home / "log"),
+        SUPERSET_ENV_FILE=str(home / "no.env"),
+        SUPERSET_SECRETS_FILE=str(home / "secrets.env"),
+        SUPERSET_SECRET_KEY=secrets.token_urlsafe(48),
+        SUPERSET_ADMIN_PASSWORD=secrets.token_urlsafe(18),
+        SUPERSET_VENV=str(VENV),
+    )
+    imports = []
+    for _ in range(2):  # the second run must change nothing but the timestamps
+        started = time.monotonic()
+        result = _native(env, "init")
+        summary = _import_summary(result)
+        summary["init_seconds"] = round(time.monotonic() - started, 2)
+        imports.append(summary)
+    MEASURED["imports"] = imports
+    _native(env, "start", timeout=300)
+    state = {"env": env, "imports": imports}
+    state["api"] = SupersetApi("admin", env["SUPERSET_ADMIN_PASSWORD"], BASE_URL)
+    yield state
+    subprocess.run(["bash", str(NATIVE), "stop"], env=env, capture_output=True, timeout=120)
+    MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+    MEASUREMENTS.write_text(json.dumps(MEASURED, indent=2) + "\n", encoding="utf-8")
+    print(f"\nSuperset measurements: {json.dumps(MEASURED)}")
+
+
+def _dashboard_id(api: SupersetApi) -> int:
+    (dashboard,) = [d for d in api.list_all("dashboard") if d.get("uuid") == DASHBOARD_UUID] or [
+        d for d in api.list_all("dashboard") if d["dashboard_title"] == "Wikimedia live trends"
+    ]
+    return dashboard["id"]
+
+
+def test_import_twice_leaves_exactly_one_of_each(superset):
+    for summary in superset["imports"]:
+        assert (summary["dashboards"], summary["charts"], summary["datasets"]) == (
+            1,
+            EXPECTED_CHARTS,
+            1,
+        )
+    api = superset["api"]
+    assert [d["dashboard_title"] for d in api.list_all("dashboard")] == ["Wikimedia live trends"]
+    assert len(api.list_all("chart")) == EXPECTED_CHARTS
+    assert [d["table_name"] for d in api.list_all("dataset")] == ["wikimedia_recentchange"]
+    assert [d["database_name"] for d in api.list_all("database")] == ["Druid"]
+
+
+def _test_connection(api: SupersetApi) -> None:
+    (database,) = api.list_all("database")
+    stored = api.get(f"/api/v1/database/{database['id']}/connection")
+    assert stored.status_code == 200, stored.text
+    uri = stored.json()["result"]["sqlalchemy_uri"]
+    assert uri == "druid://127.0.0.1:8082/druid/v2/sql/"
+    response = api.post(
+        "/api/v1/database/test_connection/",
+        {"database_name": database["database_name"], "sqlalchemy_uri": uri},
+    )
+    assert response.status_code == 200 and response.json() == {"message": "OK"}, response.text
+
+
+def test_druid_connection_is_ok(superset, druid_with_data):
+    _test_connection(superset["api"])
+
+
+def test_every_chart_returns_rows(superset, druid_with_data):
+    api = superset["api"]
+    timings = {}
+    results = {}
+    for chart in api.list_all("chart"):
+        body, seconds = api.chart_data(chart["id"])
+        (result,) = body["result"]
+        assert not result.get("error"), (chart["slice_name"], result["error"])
+        assert result["rowcount"] > 0 and result["data"], chart["slice_name"]
+        timings[chart["slice_name"]] = round(seconds, 3)
+        results[chart["slice_name"]] = result["data"]
+    assert len(results) == EXPECTED_CHARTS
+    # Spot checks against what the recordings contain.
+    assert {row["wiki"] for row in results["Top wikis"]} >= {"wikidatawiki", "enwiki"}
+    assert {row["editor_kind"] for row in results["Bot vs human share"]} == {"bot", "human"}
+    assert all(row["wikidata_label"] for row in results["Top Wikidata entities"])
+    assert results["Events in window"][0]["edits"] >= 5600
+    values = sorted(timings.values())
+    MEASURED["chart_data_seconds"] = timings
+    MEASURED["chart_data_median_seconds"] = round(statistics.median(values), 3)
+    MEASURED["chart_data_max_seconds"] = values[-1]
+
+
+def test_dashboard_renders_in_a_real_browser(superset, druid_with_data):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("Debian chromium + chromium-driver not installed (apt-get install ...)")
+    env = {**superset["env"], "SUPERSET_ADMIN_USER": "admin"}
+    result = subprocess.run(
+        [
+            str(VENV / "bin" / "python"),
+            str(ROOT / "tests" / "integration" / "superset_browser.py"),
+            "dashboard",
+            "--base-url",
+            BASE_URL,
+            "--expected-charts",
+            str(EXPECTED_CHARTS),
+            "--screenshot",
+            str(SCREENSHOT),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    page = json.loads(result.stdout.strip().splitlines()[-1])
+    MEASURED["browser_render_seconds"] = page["render_seconds"]
+    assert page["title"] == "Wikimedia live trends"
+    charts = page["charts"]
+    assert len(charts) == EXPECTED_CHARTS
+    for chart in charts:
+        assert chart["error"] is None, chart
+        assert not chart["loading"] and chart["rendered"] and not chart["empty"], chart
+    assert SCREENSHOT.stat().st_size > 50_000
+
+
+def test_restart_keeps_dashboard_and_connection(superset, druid_with_data):
+    env = superset["env"]
+    before = _dashboard_id(superset["api"])
+    _native(env, "stop")
+    _native(env, "start", timeout=300)
+    api = SupersetApi("admin", env["SUPERSET_ADMIN_PASSWORD"], BASE_URL)
+    superset["api"] = api
+    assert _dashboard_id(api) == before
+    assert len(api.list_all("chart")) == EXPECTED_CHARTS
+    _test_connection(api)
+    body, _ = api.chart_data(api.list_all("chart")[0]["id"])
+    assert body["result"][0]["rowcount"] > 0
