@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import io
 import json
-import socketserver
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 
 import pytest
 
 from ops.docker_stats_logger import stats as st
 from ops.docker_stats_logger.__main__ import container_name, poll_once
 from ops.docker_stats_logger.engine import DockerEngine
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "docker_stats"
+from tests.ops_support import DOCKER_STATS_FIXTURES, FakeDockerd, recorded_docker_stats
 
 
 def _load(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
+    return json.loads((DOCKER_STATS_FIXTURES / name).read_text())
 
 
 V4 = _load("datadog_ecs_fargate_stats_linux_v4.json")
@@ -114,50 +109,11 @@ def test_compose_service_label_wins_over_container_name():
     assert container_name(summary) == "producer"
 
 
-class _FixtureEngineHandler(BaseHTTPRequestHandler):
-    """Serves the recorded samples the way dockerd does, on a unix socket."""
-
-    samples = {**V4, **WRONG}
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        if self.path == "/containers/json":
-            body = [{"Id": cid, "Names": [f"/{cid[:8]}"], "Labels": {}} for cid in self.samples]
-        elif self.path.startswith("/containers/") and self.path.endswith("/stats?stream=false"):
-            body = self.samples.get(self.path.split("/")[2])
-            if body is None:
-                self.send_error(404)
-                return
-        else:
-            self.send_error(404)
-            return
-        payload = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
-    def get_request(self):
-        request, _ = super().get_request()
-        return request, ("local", 0)
-
-
 @pytest.fixture
 def fake_dockerd(tmp_path):
     path = str(tmp_path / "docker.sock")
-    server = _UnixHTTPServer(path, _FixtureEngineHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield path
-    server.shutdown()
-    server.server_close()
+    with FakeDockerd(path, recorded_docker_stats()):
+        yield path
 
 
 def test_poll_once_over_a_unix_socket_logs_one_line_per_container(fake_dockerd):

@@ -1,0 +1,262 @@
+"""Helpers shared by the ops tests: a stand-in Docker daemon, the native log stack, and the list of
+every LogsQL query the Grafana provisioning contains.
+
+The query list is read from the provisioned files themselves (not from the generator), so a panel
+or alert rule added in any way is proven by the integration test without touching the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(os.environ.get("WIKISTREAMS_BIN", ROOT / "var" / "bin"))
+VICTORIA_LOGS = BIN / "victoria-logs"
+COLLECTOR = BIN / "wikistreams-otelcol"
+DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+ALERT_RULES = ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml"
+DOCKER_STATS_FIXTURES = ROOT / "tests" / "fixtures" / "docker_stats"
+
+
+# ── a Docker daemon stand-in serving recorded stats ─────────────────────────────────────────────
+
+
+def recorded_docker_stats() -> dict[str, dict[str, Any]]:
+    """container id -> real recorded stats response (tests/fixtures/docker_stats/SOURCES.md)."""
+    samples: dict[str, dict[str, Any]] = {}
+    for path in sorted(DOCKER_STATS_FIXTURES.glob("*.json")):
+        samples.update(json.loads(path.read_text()))
+    return samples
+
+
+class _DockerdHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        samples = self.server.samples
+        if self.path == "/containers/json":
+            body: Any = [{"Id": cid, "Names": [f"/{cid[:8]}"], "Labels": {}} for cid in samples]
+        elif self.path.startswith("/containers/") and self.path.endswith("/stats?stream=false"):
+            body = samples.get(self.path.split("/")[2])
+        else:
+            body = None
+        if body is None:
+            self.send_error(404)
+            return
+        payload = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+class FakeDockerd(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Answers ``/containers/json`` and ``/containers/<id>/stats`` on a unix socket."""
+
+    daemon_threads = True
+
+    def __init__(self, socket_path: str, samples: dict[str, dict[str, Any]]) -> None:
+        self.samples = samples
+        super().__init__(socket_path, _DockerdHandler)
+
+    def get_request(self):
+        request, _ = super().get_request()
+        return request, ("local", 0)
+
+    def __enter__(self) -> "FakeDockerd":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+# ── the native log stack: VictoriaLogs + the collector, on free loopback ports ─────────────────
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def victorialogs_env() -> dict[str, str]:
+    """ops/logs/victorialogs.env as a dict (the same file compose and services.toml use)."""
+    env = {}
+    for line in (ROOT / "ops" / "logs" / "victorialogs.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+def http_get(url: str, params: dict[str, Any], timeout: float = 30) -> Any:
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{url}?{query}", timeout=timeout) as response:
+        body = response.read().decode()
+    return body
+
+
+@dataclass
+class LogStack:
+    """Started VictoriaLogs and collector processes tailing ``log_dir``."""
+
+    url: str
+    log_dir: Path
+    processes: list[subprocess.Popen]
+
+    @classmethod
+    def start(cls, workdir: Path) -> "LogStack":
+        log_dir, data = workdir / "log", workdir / "victorialogs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, **victorialogs_env()}
+        store = subprocess.Popen(
+            [
+                str(VICTORIA_LOGS),
+                "-envflag.enable",
+                "-envflag.prefix=VL_",
+                f"-httpListenAddr=127.0.0.1:{port}",
+                f"-storageDataPath={data}",
+            ],
+            env=env,
+            stdout=open(workdir / "victorialogs.out", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+        stack = cls(url, log_dir, [store])
+        stack._wait_healthy()
+        collector_env = {
+            **os.environ,
+            "WIKISTREAMS_LOG_DIR": str(log_dir),
+            "WIKISTREAMS_COLLECTOR_STATE": str(workdir / "collector-state"),
+            "VICTORIALOGS_URL": url,
+        }
+        stack.processes.append(
+            subprocess.Popen(
+                [str(COLLECTOR), "--config", str(ROOT / "ops" / "logs" / "otelcol.yaml")],
+                env=collector_env,
+                stdout=open(workdir / "collector.out", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        return stack
+
+    def _wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if http_get(f"{self.url}/health", {}, timeout=2).strip() == "OK":
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"VictoriaLogs did not become healthy at {self.url}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def lines_per_service(self, start: int, end: int) -> dict[str, int]:
+        body = http_get(
+            f"{self.url}/select/logsql/query",
+            {"query": "* | stats by (service) count() as n", "start": start, "end": end},
+        )
+        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+        return {row["service"]: int(row["n"]) for row in rows}
+
+    def wait_ingested(self, services: set[str], start: int, timeout: float = 60) -> dict[str, int]:
+        """Until every service has lines and the counts stopped growing (collector caught up)."""
+        deadline = time.monotonic() + timeout
+        previous: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            counts = self.lines_per_service(start, int(time.time()) + 60)
+            if services <= counts.keys() and counts == previous:
+                return counts
+            previous = counts
+            time.sleep(1.5)
+        raise AssertionError(f"collector did not ship every service's logs: {previous}")
+
+    def stats_range(self, expr: str, start: int, end: int, step: str) -> list[dict[str, Any]]:
+        body = http_get(
+            f"{self.url}/select/logsql/stats_query_range",
+            {"query": expr, "start": start, "end": end, "step": step},
+        )
+        answer = json.loads(body)
+        assert answer.get("status") == "success", answer
+        return answer["data"]["result"]
+
+    def logs(self, expr: str, start: int, end: int, limit: int = 20) -> list[dict[str, Any]]:
+        body = http_get(
+            f"{self.url}/select/logsql/query",
+            {"query": expr, "start": start, "end": end, "limit": limit},
+        )
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+# ── every query of the provisioning ────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class ProvisionedQuery:
+    where: str  # "<dashboard uid> / <panel title>" or "alert <uid>"
+    expr: str
+    query_type: str  # statsRange | instant
+    step: str
+
+
+def provisioned_queries() -> list[ProvisionedQuery]:
+    """Every target of every dashboard panel and the datasource query of every alert rule."""
+    found = []
+    for path in sorted(DASHBOARD_DIR.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                found.append(
+                    ProvisionedQuery(
+                        f"{dashboard['uid']} / {panel['title']}",
+                        target["expr"],
+                        target.get("queryType", "instant"),
+                        target.get("step", "1m"),
+                    )
+                )
+    rules = yaml.safe_load(ALERT_RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            for data in rule["data"]:
+                if data["datasourceUid"] != "__expr__":
+                    model = data["model"]
+                    found.append(
+                        ProvisionedQuery(
+                            f"alert {rule['uid']}",
+                            model["expr"],
+                            model.get("queryType", "instant"),
+                            model.get("step", "1m"),
+                        )
+                    )
+    return found
