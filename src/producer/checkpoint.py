@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 class CheckpointStore:
-    """A small JSON file, replaced atomically (write, fsync, rename) so a crash never leaves half."""
+    """A small JSON file, replaced atomically (write, fsync, rename): a crash never leaves half."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

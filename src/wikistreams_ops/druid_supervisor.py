@@ -1,0 +1,204 @@
+"""Manage the Druid Kafka supervisor through the overlord's own API.
+
+`submit` POSTs `druid/ingestion-spec.json` (with overrides) to `/druid/indexer/v1/supervisor`.
+Druid keys supervisors by datasource, so re-submitting the same spec is an update, never a
+duplicate. It then waits for the supervisor to be RUNNING and reports parse errors from the
+ingestion tasks. `drop` removes a supervisor and its datasource completely (tests use it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import requests
+import typer
+
+DEFAULT_SPEC = Path("druid/ingestion-spec.json")
+HEALTHY_STATES = {"RUNNING"}
+FAILED_STATES = {"UNHEALTHY_SUPERVISOR", "UNHEALTHY_TASKS", "LOST_CONTACT_WITH_STREAM"}
+
+
+class DruidError(RuntimeError):
+    """The overlord or coordinator answered with an error."""
+
+
+def render_spec(
+    path: Path = DEFAULT_SPEC,
+    topic: str | None = None,
+    datasource: str | None = None,
+    bootstrap: str | None = None,
+    task_duration: str | None = None,
+) -> dict[str, Any]:
+    """The committed spec with environment-specific values replaced."""
+    spec = copy.deepcopy(json.loads(path.read_text("utf-8")))
+    inner = spec["spec"]
+    if topic:
+        inner["ioConfig"]["topic"] = topic
+    if datasource:
+        inner["dataSchema"]["dataSource"] = datasource
+    if bootstrap:
+        inner["ioConfig"]["consumerProperties"]["bootstrap.servers"] = bootstrap
+    if task_duration:
+        inner["ioConfig"]["taskDuration"] = task_duration
+    return spec
+
+
+class DruidClient:
+    def __init__(self, overlord: str, coordinator: str | None = None, timeout: float = 30.0):
+        self.overlord = overlord.rstrip("/")
+        self.coordinator = (coordinator or overlord).rstrip("/")
+        self._timeout = timeout
+        self._http = requests.Session()
+
+    def _call(self, method: str, url: str, **kw) -> Any:
+        resp = self._http.request(method, url, timeout=self._timeout, **kw)
+        if resp.status_code >= 400:
+            raise DruidError(f"{method} {url}: HTTP {resp.status_code}: {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        """Create or update; returns the supervisor id (= datasource)."""
+        url = f"{self.overlord}/druid/indexer/v1/supervisor"
+        return self._call("POST", url, json=spec)["id"]
+
+    def supervisors(self) -> list[str]:
+        return self._call("GET", f"{self.overlord}/druid/indexer/v1/supervisor")
+
+    def status(self, supervisor_id: str) -> dict[str, Any]:
+        url = f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}/status"
+        return self._call("GET", url)["payload"]
+
+    def wait_running(self, supervisor_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        """Poll until RUNNING; fail early on an unhealthy state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            payload = self.status(supervisor_id)
+            state = payload.get("state")
+            if state in HEALTHY_STATES and payload.get("activeTasks"):
+                return payload
+            if state in FAILED_STATES:
+                raise DruidError(
+                    f"supervisor {supervisor_id} is {state}: {payload.get('recentErrors')}"
+                )
+            if time.monotonic() > deadline:
+                raise DruidError(
+                    f"supervisor {supervisor_id} not RUNNING after {timeout}s: {state}"
+                )
+            time.sleep(2)
+
+    def parse_errors(self, supervisor_id: str) -> list[str]:
+        """Unparseable rows the running tasks saw (Druid keeps the most recent ones)."""
+        errors: list[str] = []
+        for task in self.status(supervisor_id).get("activeTasks") or []:
+            url = f"{self.overlord}/druid/indexer/v1/task/{task['id']}/reports"
+            try:
+                report = self._call("GET", url)
+            except DruidError:
+                continue
+            payload = (report or {}).get("ingestionStatsAndErrors", {}).get("payload", {})
+            for phase in (payload.get("unparseableEvents") or {}).values():
+                errors.extend(str(e.get("details", e)) for e in phase)
+        return errors
+
+    def running_tasks(self, datasource: str) -> list[str]:
+        url = f"{self.overlord}/druid/indexer/v1/tasks"
+        tasks = self._call("GET", url, params={"datasource": datasource}) or []
+        return [
+            t["id"]
+            for t in tasks
+            if t.get("statusCode") == "RUNNING" or t.get("status") == "RUNNING"
+        ]
+
+    def drop(self, datasource: str) -> None:
+        """Terminate the supervisor, kill its tasks, mark every segment unused."""
+        if datasource in self.supervisors():
+            self._call(
+                "POST", f"{self.overlord}/druid/indexer/v1/supervisor/{datasource}/terminate"
+            )
+        for task_id in self.running_tasks(datasource):
+            self._call("POST", f"{self.overlord}/druid/indexer/v1/task/{task_id}/shutdown")
+        url = f"{self.coordinator}/druid/coordinator/v1/datasources/{datasource}"
+        resp = self._http.delete(url, timeout=self._timeout)
+        if resp.status_code not in (200, 204, 404):
+            raise DruidError(f"DELETE {url}: HTTP {resp.status_code}: {resp.text[:300]}")
+
+    def sql(self, broker: str, query: str, parameters: list | None = None) -> list[dict]:
+        body: dict[str, Any] = {"query": query, "resultFormat": "object"}
+        if parameters:
+            body["parameters"] = parameters
+        return self._call("POST", f"{broker.rstrip('/')}/druid/v2/sql", json=body)
+
+
+app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True)
+
+Overlord = Annotated[
+    str, typer.Option(envvar="DRUID_OVERLORD_URL", help="Overlord (coordinator-overlord) URL")
+]
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Option(help="Supervisor spec file")] = DEFAULT_SPEC,
+    topic: Annotated[str | None, typer.Option(envvar="KAFKA_TOPIC")] = None,
+    datasource: Annotated[str | None, typer.Option(envvar="DRUID_DATASOURCE")] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(envvar="DRUID_KAFKA_BOOTSTRAP_SERVERS", help="Kafka as Druid reaches it"),
+    ] = None,
+    task_duration: Annotated[str | None, typer.Option(help="ISO-8601 period, e.g. PT10M")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until RUNNING")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 180.0,
+    overlord: Overlord = "http://127.0.0.1:8081",
+) -> None:
+    """Create or update the supervisor (idempotent) and wait until it runs."""
+    client = DruidClient(overlord)
+    supervisor_id = client.submit(render_spec(spec, topic, datasource, bootstrap, task_duration))
+    typer.echo(f"supervisor {supervisor_id} submitted")
+    if wait:
+        payload = client.wait_running(supervisor_id, timeout)
+        typer.echo(f"supervisor {supervisor_id} {payload['state']}")
+    for error in client.parse_errors(supervisor_id):
+        typer.echo(f"parse error: {error}", err=True)
+
+
+@app.command()
+def status(
+    datasource: Annotated[str, typer.Argument()] = "wikimedia_recentchange",
+    overlord: Overlord = "http://127.0.0.1:8081",
+) -> None:
+    """Supervisor state, lag and recent parse errors."""
+    client = DruidClient(overlord)
+    payload = client.status(datasource)
+    keys = ("state", "detailedState", "aggregateLag", "minimumLag", "recentErrors")
+    typer.echo(json.dumps({k: payload.get(k) for k in keys}, indent=2))
+    for error in client.parse_errors(datasource):
+        typer.echo(f"parse error: {error}")
+
+
+@app.command()
+def reset(
+    datasource: Annotated[str, typer.Argument()] = "wikimedia_recentchange",
+    overlord: Overlord = "http://127.0.0.1:8081",
+) -> None:
+    """Forget stored offsets (e.g. after OffsetOutOfRange); resumes per useEarliestOffset."""
+    client = DruidClient(overlord)
+    client._call("POST", f"{client.overlord}/druid/indexer/v1/supervisor/{datasource}/reset")
+    typer.echo(f"supervisor {datasource} reset")
+
+
+@app.command()
+def drop(
+    datasource: Annotated[str, typer.Argument()],
+    overlord: Overlord = "http://127.0.0.1:8081",
+) -> None:
+    """Terminate the supervisor and remove the datasource's data (irreversible)."""
+    DruidClient(overlord).drop(datasource)
+    typer.echo(f"datasource {datasource} dropped")
+
+
+if __name__ == "__main__":
+    app()

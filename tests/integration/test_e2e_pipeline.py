@@ -1,0 +1,163 @@
+"""End to end on the real native stack: recorded events -> producer -> Kafka -> Druid -> SQL.
+
+Each test gets its own topic, datasource and supervisor (`e2e_context`), and leaves nothing behind:
+teardown terminates the supervisor, kills its tasks and marks the segments unused, then checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from producer.decode import decode_event
+from producer.sink import ensure_topics
+from tests.standins import REPO_ROOT, recentchange_dir
+from wikistreams_ops.druid_supervisor import DruidClient, render_spec
+
+pytestmark = pytest.mark.integration
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+OVERLORD = os.environ.get("DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
+BROKER = os.environ.get("DRUID_BROKER_URL", "http://127.0.0.1:8082")
+QUERYABLE_TIMEOUT = 300
+
+
+@dataclass
+class E2EContext:
+    topic: str
+    datasource: str
+    druid: DruidClient
+    workdir: Path
+
+    def sql(self, query: str, parameters: list | None = None) -> list[dict]:
+        return self.druid.sql(BROKER, query, parameters)
+
+    def count(self) -> int:
+        try:
+            return int(self.sql(f'SELECT COUNT(*) AS n FROM "{self.datasource}"')[0]["n"])
+        except Exception:  # noqa: BLE001 - the table appears with the first row
+            return 0
+
+    def wait_for_count(self, expected: int, timeout: float = QUERYABLE_TIMEOUT) -> float:
+        """Seconds until exactly `expected` rows are queryable."""
+        started = time.monotonic()
+        seen = 0
+        while time.monotonic() - started < timeout:
+            seen = self.count()
+            if seen >= expected:
+                break
+            time.sleep(1)
+        assert seen == expected, f"{seen} rows in Druid after {timeout}s, expected {expected}"
+        return time.monotonic() - started
+
+    def run_producer(
+        self, sse_url: str, wikidata_url: str, **env: str
+    ) -> subprocess.CompletedProcess:
+        """The real producer as a process, replaying until its source ends."""
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT / "src"),
+            "USER_AGENT_CONTACT": "e2e-tests@wikistreams.invalid",
+            "SSE_URL": sse_url,
+            "WIKIDATA_API_URL": wikidata_url,
+            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "KAFKA_TOPIC": self.topic,
+            "KAFKA_DLQ_TOPIC": f"{self.topic}.dlq",
+            "CHECKPOINT_PATH": str(self.workdir / "checkpoint.json"),
+            "CACHE_DB_PATH": str(self.workdir / "labels.sqlite3"),
+            **env,
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "producer"],
+            env=environment,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+@pytest.fixture
+def e2e_context(tmp_path):
+    suffix = uuid.uuid4().hex[:8]
+    druid = DruidClient(OVERLORD)
+    ctx = E2EContext(f"e2e-{suffix}", f"e2e_{suffix}", druid, tmp_path)
+    ensure_topics(KAFKA, [ctx.topic, f"{ctx.topic}.dlq"], partitions=2, replication=1)
+    spec = render_spec(topic=ctx.topic, datasource=ctx.datasource, task_duration="PT10M")
+    druid.submit(spec)
+    druid.wait_running(ctx.datasource, timeout=240)
+    yield ctx
+    druid.drop(ctx.datasource)
+    assert ctx.datasource not in druid.supervisors()
+    deadline = time.monotonic() + 120
+    while druid.running_tasks(ctx.datasource) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert druid.running_tasks(ctx.datasource) == [], "ingestion task left running"
+    used = druid._call("GET", f"{druid.coordinator}/druid/coordinator/v1/metadata/datasources")
+    assert ctx.datasource not in used, "datasource still has used segments"
+
+
+def _recording(name: str) -> Path:
+    return next(p for p in recentchange_dir().rglob(name))
+
+
+def _distinct_events(path: Path) -> dict[str, dict]:
+    events = {}
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            change = decode_event(line)
+            events.setdefault(change.meta.id, json.loads(line))
+    return events
+
+
+@pytest.mark.e2e
+def test_smoke_recorded_events_become_queryable(e2e_context, wikidata_api):
+    """100 real enwiki events through the real producer; one assertion on the row count."""
+    path = _recording("polars-book_wikimedia_enwiki_2023-07-29.jsonl")
+    result = e2e_context.run_producer(path.as_uri(), wikidata_api.url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    e2e_context.wait_for_count(len(_distinct_events(path)))
+
+
+@pytest.mark.e2e
+def test_full_replay_exact_rows_and_enrichment(e2e_context, wikidata_api):
+    """A 3,818-event Wikidata batch: exact count, known rows by event id, labels from the API."""
+    path = _recording("editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl")
+    expected = _distinct_events(path)
+    started = time.monotonic()
+    result = e2e_context.run_producer(path.as_uri(), wikidata_api.url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    e2e_context.wait_for_count(len(expected))
+    print(f"produce-to-queryable: {time.monotonic() - started:.1f}s for {len(expected)} events")
+
+    ds = e2e_context.datasource
+    (row,) = e2e_context.sql(
+        f'SELECT __time, wiki, title, "user", bot, length_delta, namespace, enrichment_status,'
+        f' wikidata_id FROM "{ds}" WHERE event_id = ?',
+        [{"type": "VARCHAR", "value": "dd8c5690-2222-11e8-a2ad-1418776134f3"}],
+    )
+    assert row["title"] == "Q3855005" and row["user"] == "MisterSynergy"
+    assert row["length_delta"] == 431 and row["namespace"] == 0 and row["bot"] == "false"
+    assert row["__time"].startswith("2018-03-07T16:16:17")
+    assert row["wikidata_id"] == "Q3855005" and row["enrichment_status"] == "not_found"
+
+    sandbox = e2e_context.sql(
+        f'SELECT wikidata_label_en, enrichment_status, COUNT(*) AS n FROM "{ds}"'
+        " WHERE wikidata_id = 'Q4115189' GROUP BY 1, 2"
+    )
+    assert sandbox == [
+        {"wikidata_label_en": "Wikidata Sandbox", "enrichment_status": "enriched", "n": 4}
+    ]
+    by_type = {
+        r["type"]: r["n"]
+        for r in e2e_context.sql(f'SELECT type, COUNT(*) AS n FROM "{ds}" GROUP BY 1')
+    }
+    assert by_type == {"edit": 3754, "new": 42, "log": 22}
