@@ -150,6 +150,7 @@ class LogStack:
             "WIKISTREAMS_LOG_DIR": str(log_dir),
             "WIKISTREAMS_COLLECTOR_STATE": str(workdir / "collector-state"),
             "VICTORIALOGS_URL": url,
+            "WIKISTREAMS_COLLECTOR_METRICS_PORT": str(free_port()),
         }
         stack.processes.append(
             subprocess.Popen(

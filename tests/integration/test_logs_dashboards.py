@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -278,8 +279,11 @@ def write_druid_logs(log_dir: Path) -> None:
         if missing:
             with open(log_dir / f"{service}.log", "a") as out:
                 out.write("\n".join(missing) + "\n")
+    needed = {
+        _metric_of(line) for lines in temporary_druid_metric_lines().values() for line in lines
+    }
     INPUT_SOURCES["druid"] = (
-        f"real var/log/druid-*.log lines for {sorted(real_metrics) or 'no metric'}; "
+        f"real var/log/druid-*.log lines for {sorted(needed & real_metrics) or 'no metric'}; "
         f"TEMPORARY documented-format lines for {filled or 'none'}"
     )
 
@@ -334,6 +338,25 @@ def test_labels_are_exactly_service_and_level(loaded_stack):
     assert {"info", "warning", "error"} <= levels
 
 
+UNPACKED_FIELDS = re.compile(r"\bunpack_json\b[^|]*?\bfields \(([^)]*)\)")
+
+
+def unpacked_fields_missing(stack: LogStack, expr: str, start: int, end: int) -> list[str]:
+    """Fields a query unpacks that no matching line carries (a typo or a renamed contract field).
+
+    Needed because ``sum(x)`` of an absent field is 0, not "no data": without this check a panel
+    on a misspelt field would look fine.
+    """
+    base = re.split(r" \| (?:stats|fields|sort|limit) ", expr, maxsplit=1)[0]
+    missing = []
+    for group in UNPACKED_FIELDS.findall(base):
+        for name in (f.strip() for f in group.split(",")):
+            rows = stack.logs(f"{base} | filter {name}:* | stats count() as n", start, end)
+            if not rows or int(rows[0]["n"]) == 0:
+                missing.append(name)
+    return missing
+
+
 @pytest.mark.parametrize("query", QUERIES, ids=[f"{q.where}" for q in QUERIES])
 def test_every_provisioned_query_returns_data(loaded_stack, query):
     stack, start = loaded_stack
@@ -346,3 +369,5 @@ def test_every_provisioned_query_returns_data(loaded_stack, query):
         assert series and values, f"{query.where}: no data for {query.expr}"
     else:
         assert stack.logs(query.expr, start, end), f"{query.where}: no lines for {query.expr}"
+    missing = unpacked_fields_missing(stack, query.expr, start, end)
+    assert not missing, f"{query.where}: no input line has {missing}: {query.expr}"
