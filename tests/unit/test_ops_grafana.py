@@ -278,3 +278,58 @@ def test_victorialogs_env_names_real_flags():
     settings = (ROOT / "ops" / "logs" / "victorialogs.env").read_text()
     for name in re.findall(r"^VL_(\w+)=", settings, re.M):
         assert name.replace("_", ".") in flags or name in flags, name
+
+
+# ── collectors: native (OTel) and compose (Alloy) label lines the same way ────────────────────
+
+OTELCOL = _yaml(ROOT / "ops" / "logs" / "otelcol.yaml")
+ALLOY = (ROOT / "ops" / "logs" / "alloy" / "config.alloy").read_text()
+
+
+def _otel_operator(op_id: str) -> dict:
+    operators = OTELCOL["receivers"]["file_log"]["operators"]
+    return next(op for op in operators if op["id"] == op_id)
+
+
+def _alloy_strings(key: str) -> list[str]:
+    """Values of `key = "..."` in the Alloy file, with Alloy's string escapes undone."""
+    raw = re.findall(rf'^\s*{key}\s*=\s*"((?:[^"\\]|\\.)*)"', ALLOY, re.M)
+    return [json.loads(f'"{value}"') for value in raw]
+
+
+def test_alloy_and_otel_collector_use_the_same_patterns():
+    multiline = OTELCOL["receivers"]["file_log"]["multiline"]["line_start_pattern"]
+    assert _alloy_strings("firstline") == [multiline]
+    text_level = _otel_operator("text_line")["regex"]
+    access = _otel_operator("access_line")["regex"].replace("(?:", "(")
+    assert _alloy_strings("expression") == [text_level, access]
+
+
+@pytest.mark.parametrize(
+    "line, level",
+    [
+        ("2026-11-26T06:56:40,525 INFO [main] org.apache.druid.cli.Main - Starting", "INFO"),
+        (
+            "2026-11-26T07:00:01,123 ERROR [qtp-1] org.apache.druid.server.QueryResource - x",
+            "ERROR",
+        ),
+        ("[2026-11-26 06:56:21,950] WARN [RaftManager id=1] Graceful shutdown", "WARN"),
+        ("[2026-11-26 06:58:04 +0000] [21677] [INFO] Starting gunicorn 27.0.1", "INFO"),
+        ("2026-11-26 07:04:45,226:INFO:superset.app:Syncing configuration to database", "INFO"),
+        ("=== nativectl start 2026-11-26T06:56:36+0000 ===", None),
+    ],
+)
+def test_text_level_pattern(line, level):
+    match = re.match(_otel_operator("text_line")["regex"], line)
+    assert (match.group("lvl") if match else None) == level
+
+
+def test_only_service_and_level_become_labels():
+    headers = OTELCOL["exporters"]["otlp_http/victorialogs"]["headers"]
+    assert headers["VL-Stream-Fields"] == "service,level"
+    assert _otel_operator("drop_parse_state") == {
+        "type": "remove",
+        "id": "drop_parse_state",
+        "field": "attributes",
+    }
+    assert 'target_label  = "service"' in ALLOY and 'values = { level = "" }' in ALLOY
