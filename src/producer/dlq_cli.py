@@ -1,0 +1,140 @@
+"""`wikistreams-dlq`: list dead letters, and replay them through the pipeline after a fix.
+
+Replay reads the dead-letter topic with the consumer group `wikistreams-dlq-replay` and commits
+a record's offset only after Kafka confirmed where it went, so each dead letter is replayed at
+most once: records that now pass go to the enriched topic (never twice, even if replay is run
+again), records that still fail are dead-lettered anew with their new reason. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from producer.checkpoint import CheckpointStore
+from producer.config import load_settings
+from producer.logs import configure_logging
+from producer.main import build_pipeline
+from producer.sink import decode_headers
+from producer.source import RawEvent
+
+REPLAY_GROUP = "wikistreams-dlq-replay"
+app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True)
+
+
+def _consumer(bootstrap: str, group: str | None) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or "wikistreams-dlq-list",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def _records(consumer: Consumer, topic: str, from_committed: bool):
+    """Records from the group's position (or the start) up to the end the topic had at start.
+
+    Stopping at the starting high watermarks matters for replay: records that fail again are
+    appended to this same topic and must wait for the next replay, not loop for ever.
+    """
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    tps = [TopicPartition(topic, p) for p in partitions]
+    starts = consumer.committed(tps, timeout=10) if from_committed else tps
+    ends = {}
+    for tp in starts:
+        if tp.offset < 0:
+            tp.offset = OFFSET_BEGINNING
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        if high > max(tp.offset, low):
+            ends[tp.partition] = high
+    consumer.assign([tp for tp in starts if tp.partition in ends])
+    while ends:
+        msg = consumer.poll(10.0)
+        if msg is None:
+            raise typer.BadParameter(f"no record from {topic} within 10 s; is Kafka up?")
+        if msg.error():
+            raise typer.BadParameter(str(msg.error()))
+        if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+            ends.pop(msg.partition(), None)
+        yield msg
+
+
+@app.command("list")
+def list_dead_letters(
+    limit: Annotated[int, typer.Option(help="Show at most this many")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Dead letters with stage, error and a preview of the original bytes."""
+    settings = load_settings()
+    consumer = _consumer(settings.kafka_bootstrap_servers, None)
+    shown = 0
+    for msg in _records(consumer, settings.kafka_dlq_topic, from_committed=False):
+        if shown >= limit:
+            break
+        headers = decode_headers(msg.headers())
+        record = {
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+            **headers,
+            "value": msg.value().decode("utf-8", "replace")[:200],
+        }
+        if as_json:
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            typer.echo(
+                f"{record['partition']}:{record['offset']} [{headers.get('stage')}] "
+                f"{headers.get('exception.class.name')}: {headers.get('exception.message', '')[:120]}"
+            )
+        shown += 1
+    consumer.close()
+
+
+@app.command()
+def replay(
+    group: Annotated[
+        str, typer.Option(help="Consumer group that remembers replays")
+    ] = REPLAY_GROUP,
+) -> None:
+    """Send dead letters through validate -> enrich -> publish again."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    pipeline = build_pipeline(settings)
+    # Replays are not stream positions: keep them out of the live producer's checkpoint.
+    pipeline.checkpoints = CheckpointStore(settings.checkpoint_path.with_suffix(".replay.json"))
+    consumer = _consumer(settings.kafka_bootstrap_servers, group)
+    replayed = []
+    for msg in _records(consumer, settings.kafka_dlq_topic, from_committed=True):
+        headers = decode_headers(msg.headers())
+        pipeline.accept(RawEvent(msg.value(), headers.get("sse.id") or None))
+        if pipeline.enricher.due():
+            pipeline.publish_ready()
+        pipeline.sink.poll(0)
+        replayed.append(TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1))
+    code = pipeline.close()
+    if code == 0 and replayed:
+        consumer.commit(offsets=_latest(replayed), asynchronous=False)
+    consumer.close()
+    totals = pipeline.stats.totals
+    typer.echo(
+        f"replayed {len(replayed)}: {totals['events_out']} delivered, "
+        f"{totals['dlq']} dead-lettered again, {totals['duplicates_dropped']} duplicates dropped"
+    )
+    raise typer.Exit(code)
+
+
+def _latest(offsets: list[TopicPartition]) -> list[TopicPartition]:
+    best: dict[tuple[str, int], TopicPartition] = {}
+    for tp in offsets:
+        key = (tp.topic, tp.partition)
+        if key not in best or tp.offset > best[key].offset:
+            best[key] = tp
+    return list(best.values())
+
+
+if __name__ == "__main__":
+    app()
