@@ -95,11 +95,23 @@ def _kafka_reachable(bootstrap: str) -> bool:
         return False
 
 
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """The run's throw-away topics; best effort (a leftover topic harms nothing)."""
+    try:
+        from confluent_kafka.admin import AdminClient
+
+        for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(topics).values():
+            future.result(timeout=10)
+    except Exception:  # noqa: BLE001 - cleanup must not mask the test's outcome
+        pass
+
+
 def run_real_producer(log_file: Path, workdir: Path) -> str | None:
     """Replay recorded events through ``python -m producer``; its stdout is the log file.
 
     The recording gets one truncated JSON line appended so that the run also shows a dead letter
-    (stage parse). Returns None when the producer cannot run here, with the reason recorded.
+    (stage parse). Returns the reason when the producer cannot run here (no Kafka, no producer
+    package); with Kafka up, a failing producer fails the test.
     """
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     if not (ROOT / "src" / "producer" / "__main__.py").exists():
@@ -116,6 +128,7 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
     lines = recording.read_text().splitlines()[:400]
     replay.write_text("\n".join(lines + [lines[0][: len(lines[0]) // 2]]) + "\n")
     suffix = f"{os.getpid()}-{random.randrange(1 << 30)}"
+    topic, dlq_topic = f"test.observability.{suffix}", f"test.observability.dlq.{suffix}"
     wikidata = WikidataStandIn().start()
     try:
         env = {
@@ -126,8 +139,8 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
             "USER_AGENT_CONTACT": "tests@wikistreams.invalid",
             "WIKIDATA_API_URL": wikidata.url,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "KAFKA_TOPIC": f"test.observability.{suffix}",
-            "KAFKA_DLQ_TOPIC": f"test.observability.dlq.{suffix}",
+            "KAFKA_TOPIC": topic,
+            "KAFKA_DLQ_TOPIC": dlq_topic,
             "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
             "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
             "STATS_INTERVAL_SECONDS": "1",
@@ -143,8 +156,9 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
             )
     finally:
         wikidata.stop()
-    if done.returncode != 0:
-        return f"producer exited {done.returncode}: {done.stderr.decode()[-500:]}"
+        _delete_topics(bootstrap, [topic, dlq_topic])
+    # Kafka is up, so a failing producer is a failure, not a reason to fall back.
+    assert done.returncode == 0, f"producer exited {done.returncode}: {done.stderr.decode()[-800:]}"
     INPUT_SOURCES["producer"] = f"real producer replaying {recording.name} (400 events + 1 broken)"
     return None
 
