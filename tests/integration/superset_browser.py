@@ -88,7 +88,12 @@ def login(driver: webdriver.Chrome, base_url: str, username: str, password: str)
     password_box = driver.find_element(By.CSS_SELECTOR, "input[name='password'], input#password")
     password_box.send_keys(password)
     password_box.send_keys(Keys.ENTER)
-    wait.until(lambda d: "/login" not in d.current_url)
+    try:
+        wait.until(lambda d: "/login" not in d.current_url)
+    except Exception as exc:
+        body = driver.find_element(By.TAG_NAME, "body").text[:500]
+        url = driver.current_url
+        raise RuntimeError(f"login did not leave {url}; page says: {body!r}") from exc
 
 
 def wait_for_charts(driver: webdriver.Chrome, expected: int, timeout: float) -> list[dict]:

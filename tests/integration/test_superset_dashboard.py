@@ -1,9 +1,9 @@
 """Superset on the real native stack: init/import, Druid connection, chart data, browser, restart.
 
-The session starts its own Superset (native.sh, port 18088, a fresh SQLite home under pytest's
-tmp dir, random secrets), so it never touches a developer's instance on 8088 and proves a first
-install works from nothing. Measurements (import time, chart query times) are printed and written
-to ``var/log/superset-measurements.json``.
+The session starts its own Superset (native.sh, port 18088, a fresh SQLite home in
+var/data/superset-test, random secrets), so it never touches a developer's instance on 8088 and
+proves a first install works from nothing. Measurements (import time, chart query times) are
+printed and written to ``var/log/superset-measurements.json``.
 """
 
 from __future__ import annotations
@@ -52,10 +52,14 @@ def _import_summary(result: subprocess.CompletedProcess) -> dict:
 
 
 @pytest.fixture(scope="session")
-def superset(tmp_path_factory):
+def superset():
     if not (VENV / "bin" / "superset").exists():
         pytest.skip(f"no Superset in {VENV}: run `superset/native.sh install`")
-    home = tmp_path_factory.mktemp("superset-home")
+    # Not under pytest's tmp dir: concurrent pytest sessions on the machine prune old tmp dirs,
+    # which would delete this instance's SQLite file while it runs.
+    home = ROOT / "var" / "data" / "superset-test"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
     env.update(
         SUPERSET_HOME=str(home),
