@@ -6,8 +6,12 @@ PYTHON  ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 NATIVE  := $(VPY) native/nativectl.py
-# Services `make up` starts; `make up SERVICES="kafka druid"` narrows it.
-SERVICES ?=
+# What `make up` starts: the whole pipeline. `make up SERVICES="kafka druid"` narrows it.
+PIPELINE := zookeeper kafka druid producer superset observability
+SERVICES ?= $(PIPELINE)
+# Producer settings given on the command line (make up SSE_URL=file://...) reach the services.
+PASS_THROUGH := SSE_URL USER_AGENT_CONTACT REPLAY_SPEED REPLAY_AT_END WIKIDATA_API_URL
+$(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval export $(v))))
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
@@ -28,7 +32,7 @@ up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first 
 	$(NATIVE) up $(SERVICES)
 
 down: $(VPY) ## stop everything `make up` started
-	$(NATIVE) down $(SERVICES)
+	$(NATIVE) down
 
 status: $(VPY) ## show what runs and where it listens
 	$(NATIVE) status

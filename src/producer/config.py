@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,12 +42,17 @@ class Settings(BaseSettings):
     )
     user_agent_contact: str = Field(
         ...,
-        description="Contact (e-mail or URL) for the Wikimedia User-Agent policy; required",
+        description="Contact (e-mail or URL) for the Wikimedia User-Agent policy",
     )
     replay_speed: str = Field(
         "fast",
         description="file:// replay pace: 'fast' (as fast as possible), 'realtime' or a "
         "multiplier such as '10' (10x event time)",
+    )
+    replay_at_end: Literal["exit", "wait"] = Field(
+        "exit",
+        description="When a file:// replay ends: 'exit' (batch jobs, tests) or 'wait' until "
+        "stopped (a demo pipeline that keeps running)",
     )
     sse_connect_timeout_seconds: float = Field(10.0, gt=0, description="SSE connect timeout")
     sse_read_timeout_seconds: float = Field(
@@ -117,6 +122,8 @@ class Settings(BaseSettings):
     )
     stats_interval_seconds: float = Field(10.0, gt=0, description="Period of the 'stats' log line")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    health_bind: str = Field("127.0.0.1", description="Address of the /health endpoint")
+    health_port: int = Field(8095, ge=0, le=65535, description="Port of /health (0 = off)")
 
     @field_validator("user_agent_contact")
     @classmethod

@@ -16,6 +16,7 @@ from producer.cache import open_cache
 from producer.checkpoint import CheckpointStore
 from producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
 from producer.enrich import Enricher, make_breaker
+from producer.health import serve_health
 from producer.logs import configure_logging
 from producer.pipeline import Pipeline
 from producer.sink import KafkaSink, ensure_topics, producer_config
@@ -104,8 +105,11 @@ def run() -> None:
         connect_timeout=settings.sse_connect_timeout_seconds,
         read_timeout=settings.sse_read_timeout_seconds,
         backoff_cap=settings.reconnect_backoff_max_seconds,
+        wait_at_end=settings.replay_at_end == "wait",
     )
     log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)
+    if settings.health_port:
+        serve_health(pipeline.heartbeat, settings.health_bind, settings.health_port)
     try:
         code = pipeline.run(source, stop)
     except StreamRejected as err:

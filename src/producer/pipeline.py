@@ -20,6 +20,7 @@ from producer.checkpoint import CheckpointStore, DeliveryTracker
 from producer.decode import StageError, decode_event
 from producer.dedupe import RecentIds
 from producer.enrich import Enricher
+from producer.health import Heartbeat
 from producer.events import EnrichedEvent, RecentChange
 from producer.sink import KafkaSink, dead_letter_headers
 from producer.source import RawEvent
@@ -62,6 +63,7 @@ class Pipeline:
         self._saved_position: str | None = None
         self._saved_at = time.monotonic()
         self._failed: str | None = None
+        self.heartbeat = Heartbeat()
 
     # --- running ---------------------------------------------------------------------------
 
@@ -83,6 +85,7 @@ class Pipeline:
                 self.publish_ready()
             self.sink.poll(0)
             self._maybe_checkpoint()
+            self.heartbeat.beat()
             if time.monotonic() >= next_stats:
                 self.log_stats()
                 next_stats = time.monotonic() + self._stats_interval
@@ -217,4 +220,6 @@ class Pipeline:
             "checkpoint_age_seconds": round(time.monotonic() - self._saved_at, 3),
             "checkpoint": self._saved_position,
         }
-        log.info("stats", **self.stats.report(extra))
+        line = self.stats.report(extra)
+        self.heartbeat.beat(**{k: line[k] for k in ("total_events_out", "breaker_state")})
+        log.info("stats", **line)

@@ -150,6 +150,7 @@ class FileSource:
         speed: str,
         last_event_id: str | None,
         stop: threading.Event,
+        wait_at_end: bool = False,
     ) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"SSE_URL points at a missing file: {path}")
@@ -157,9 +158,16 @@ class FileSource:
         self._factor = None if speed == "fast" else (1.0 if speed == "realtime" else float(speed))
         self._resume_after = file_offset(last_event_id)
         self._stop = stop
+        self._wait_at_end = wait_at_end
         self.reconnects = 0
 
     def __iter__(self) -> Iterator[RawEvent]:
+        yield from self._replay()
+        if self._wait_at_end:
+            log.info("replay_finished", path=str(self.path))
+            self._stop.wait()
+
+    def _replay(self) -> Iterator[RawEvent]:
         pacer = _Pacer(self._factor)
         for index, (data, event_type) in enumerate(self._frames()):
             if self._stop.is_set():
@@ -240,11 +248,12 @@ def open_source(
     connect_timeout: float = 10.0,
     read_timeout: float = 60.0,
     backoff_cap: float = 60.0,
+    wait_at_end: bool = False,
 ) -> SseSource | FileSource:
     """`file://` URLs replay a recording; anything else is a live EventStreams endpoint."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return FileSource(Path(unquote(parsed.path)), speed, last_event_id, stop)
+        return FileSource(Path(unquote(parsed.path)), speed, last_event_id, stop, wait_at_end)
     return SseSource(
         url, user_agent, last_event_id, connect_timeout, read_timeout, backoff_cap, stop
     )

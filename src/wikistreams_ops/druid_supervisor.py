@@ -17,6 +17,8 @@ from typing import Annotated, Any
 import requests
 import typer
 
+from producer.sink import ensure_topics
+
 DEFAULT_SPEC = Path("druid/ingestion-spec.json")
 HEALTHY_STATES = {"RUNNING"}
 FAILED_STATES = {"UNHEALTHY_SUPERVISOR", "UNHEALTHY_TASKS", "LOST_CONTACT_WITH_STREAM"}
@@ -150,13 +152,23 @@ def submit(
         typer.Option(envvar="DRUID_KAFKA_BOOTSTRAP_SERVERS", help="Kafka as Druid reaches it"),
     ] = None,
     task_duration: Annotated[str | None, typer.Option(help="ISO-8601 period, e.g. PT10M")] = None,
+    partitions: Annotated[
+        int, typer.Option(envvar="KAFKA_TOPIC_PARTITIONS", help="When creating the topic")
+    ] = 3,
+    create_topic: Annotated[
+        bool, typer.Option(help="Create the topic first, so Kafka does not auto-create it")
+    ] = True,
     wait: Annotated[bool, typer.Option(help="Wait until RUNNING")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 180.0,
     overlord: Overlord = "http://127.0.0.1:8081",
 ) -> None:
     """Create or update the supervisor (idempotent) and wait until it runs."""
     client = DruidClient(overlord)
-    supervisor_id = client.submit(render_spec(spec, topic, datasource, bootstrap, task_duration))
+    rendered = render_spec(spec, topic, datasource, bootstrap, task_duration)
+    if create_topic:
+        io = rendered["spec"]["ioConfig"]
+        ensure_topics(io["consumerProperties"]["bootstrap.servers"], [io["topic"]], partitions, 1)
+    supervisor_id = client.submit(rendered)
     typer.echo(f"supervisor {supervisor_id} submitted")
     if wait:
         payload = client.wait_running(supervisor_id, timeout)

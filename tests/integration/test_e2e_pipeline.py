@@ -72,6 +72,7 @@ class E2EContext:
             "KAFKA_TOPIC": self.topic,
             "KAFKA_DLQ_TOPIC": f"{self.topic}.dlq",
             "CHECKPOINT_PATH": str(self.workdir / "checkpoint.json"),
+            "HEALTH_PORT": "0",
             "CACHE_DB_PATH": str(self.workdir / "labels.sqlite3"),
             **env,
         }

@@ -78,6 +78,7 @@ class Producer:
             "KAFKA_TOPIC": topic,
             "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
             "CHECKPOINT_PATH": str(tmp / "checkpoint.json"),
+            "HEALTH_PORT": "0",
             "CACHE_DB_PATH": str(tmp / "labels.sqlite3"),
             "STATS_INTERVAL_SECONDS": "1",
             "CHECKPOINT_INTERVAL_SECONDS": "0.2",

@@ -1,0 +1,18 @@
+# The WikiStreams producer (and the Druid supervisor tool used by the druid-init service).
+FROM python:3.11.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11.11-slim
+RUN useradd --create-home --uid 10001 wikistreams && mkdir /data && chown wikistreams /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+WORKDIR /app
+COPY druid ./druid
+USER wikistreams
+ENV PYTHONUNBUFFERED=1 CHECKPOINT_PATH=/data/checkpoint.json CACHE_DB_PATH=/data/labels.sqlite3
+# SIGTERM: stop reading, flush Kafka, persist the checkpoint, exit 0.
+STOPSIGNAL SIGTERM
+CMD ["wikistreams-producer"]

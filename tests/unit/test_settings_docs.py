@@ -1,0 +1,47 @@
+"""README's configuration table and .env.example come from the settings model; they must agree."""
+
+from producer.settings_doc import (
+    ENV_BEGIN,
+    ENV_END,
+    TABLE_BEGIN,
+    TABLE_END,
+    env_block,
+    markdown_table,
+    rows,
+)
+from tests.standins import REPO_ROOT
+
+
+def _between(text: str, begin: str, end: str) -> str:
+    assert begin in text and end in text, f"missing marker {begin!r}"
+    return text[text.index(begin) : text.index(end) + len(end)]
+
+
+def test_env_example_matches_the_model():
+    text = (REPO_ROOT / ".env.example").read_text()
+    assert (
+        _between(text, ENV_BEGIN, ENV_END) == env_block()
+    ), "regenerate with: python -m producer.settings_doc env"
+
+
+def test_readme_table_matches_the_model():
+    text = (REPO_ROOT / "README.md").read_text()
+    assert (
+        _between(text, TABLE_BEGIN, TABLE_END) == markdown_table()
+    ), "regenerate with: python -m producer.settings_doc markdown"
+
+
+def test_required_names_from_the_producer_issue_exist():
+    names = {name for name, *_ in rows()}
+    assert {
+        "SSE_URL",
+        "WIKIDATA_API_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC",
+        "KAFKA_DLQ_TOPIC",
+        "CACHE_BACKEND",
+        "CACHE_DB_PATH",
+        "REDIS_URL",
+        "CHECKPOINT_PATH",
+        "USER_AGENT_CONTACT",
+    } <= names
