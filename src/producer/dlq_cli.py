@@ -86,9 +86,10 @@ def list_dead_letters(
         if as_json:
             typer.echo(json.dumps(record, ensure_ascii=False))
         else:
+            reason = headers.get("exception.message", "")[:120]
             typer.echo(
                 f"{record['partition']}:{record['offset']} [{headers.get('stage')}] "
-                f"{headers.get('exception.class.name')}: {headers.get('exception.message', '')[:120]}"
+                f"{headers.get('exception.class.name')}: {reason}"
             )
         shown += 1
     consumer.close()

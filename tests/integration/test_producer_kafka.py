@@ -130,7 +130,8 @@ def test_sse_to_kafka_with_dead_letters_and_reconnects(
     server.behaviour.cut_after = 30
     canary = canary_from(polars.read_bytes().splitlines()[0])
     server.behaviour.inject = {
-        10: b'event: message\nid: [{"topic":"x","partition":0,"timestamp":1}]\ndata: {"meta": {\n\n',
+        10: b'event: message\nid: [{"topic":"x","partition":0,"timestamp":1}]\n'
+        b'data: {"meta": {\n\n',
         20: b'event: message\ndata: {"meta": {"id": "v-1", "dt": "2023-07-29T07:52:00Z"}}\n\n',
         40: b"event: message\ndata: " + canary + b"\n\n",
         60: b"event: error\ndata: upstream lag\n\n",
