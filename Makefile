@@ -60,4 +60,4 @@ fmt: $(VPY) ## format the code
 	$(VPY) -m black .
 
 bench: $(VPY) ## producer throughput benchmark, report under docs/
-	$(VPY) -m benchmarks.producer_bench --report docs/benchmarks.md
+	STACK_SERVICES=kafka $(VPY) native/with_stack.py -- $(VPY) -m benchmarks.producer_bench --report docs/benchmarks.md
