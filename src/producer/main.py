@@ -20,7 +20,7 @@ from producer.health import serve_health
 from producer.logs import configure_logging
 from producer.pipeline import Pipeline
 from producer.sink import KafkaSink, ensure_topics, producer_config
-from producer.source import StreamRejected, open_source
+from producer.source import open_source
 from producer.wikidata import WikidataClient
 
 log = structlog.get_logger("producer.main")
@@ -110,9 +110,6 @@ def run() -> None:
     log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)
     if settings.health_port:
         serve_health(pipeline.heartbeat, settings.health_bind, settings.health_port)
-    try:
-        code = pipeline.run(source, stop)
-    except StreamRejected as err:
-        log.error("stream_rejected", error=str(err))
-        code = 2
-    sys.exit(code)
+    # A source that cannot go on (e.g. StreamRejected: 403 on the User-Agent) ends the run with
+    # a `source_failed` error line and exit code 1, after delivering what was read.
+    sys.exit(pipeline.run(source, stop))

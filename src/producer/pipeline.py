@@ -78,6 +78,7 @@ class Pipeline:
                 break
             if isinstance(item, BaseException):
                 self._failed = f"source failed: {type(item).__name__}: {item}"
+                log.error("source_failed", error_class=type(item).__name__, error=str(item))
                 break
             if item is not None:
                 self.accept(item)
