@@ -92,7 +92,10 @@ ADMIN_PASSWORD = require_secret("SUPERSET_ADMIN_PASSWORD", MIN_ADMIN_PASSWORD_LE
 # --- metadata database -------------------------------------------------------------------------
 # PostgreSQL in compose (SUPERSET_DATABASE_URI=postgresql+psycopg2://...), SQLite under var/
 # natively: one file, nothing else to run, kept across restarts.
-DATA_DIR = os.environ.get("SUPERSET_HOME", str(REPO_ROOT / "var" / "data" / "superset"))
+# Absolute, so a relative SUPERSET_HOME cannot point SQLite somewhere else per working directory.
+DATA_DIR = str(
+    Path(os.environ.get("SUPERSET_HOME", REPO_ROOT / "var" / "data" / "superset")).resolve()
+)
 SQLALCHEMY_DATABASE_URI = os.environ.get(
     "SUPERSET_DATABASE_URI", f"sqlite:///{Path(DATA_DIR) / 'superset.db'}"
 )
