@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import sseclient
+
+from tests.standins import LoopbackServer
 
 TOPIC = "eqiad.mediawiki.recentchange"
 UA_POLICY = re.compile(r"^\S+/\S+ \(.+\) \S+")
@@ -101,30 +102,15 @@ class Behaviour:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class SseStandIn(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        """A client that hung up (timeouts in tests) is not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
+class SseStandIn(LoopbackServer):
     def __init__(self, frames: list[Frame], port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(port, _Handler)
         self.frames = frames
         self.behaviour = Behaviour()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v2/stream/recentchange"
-
-    def start(self) -> SseStandIn:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        return self.base_url + "/v2/stream/recentchange"
 
 
 class _Handler(BaseHTTPRequestHandler):

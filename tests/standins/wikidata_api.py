@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from tests.standins import data_dir
+from tests.standins import LoopbackServer, data_dir
 
 FALLBACK = {"ko": ["ko", "mul", "en"], "en": ["en", "mul"], "mul": ["mul"]}
 
@@ -95,32 +94,15 @@ class Behaviour:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class WikidataStandIn(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        """A client that hung up (timeouts in tests) is not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
+class WikidataStandIn(LoopbackServer):
     def __init__(self, port: int = 0, recorded: Recorded | None = None) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(port, _Handler)
         self.recorded = recorded or load_recorded()
         self.behaviour = Behaviour()
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/w/api.php"
-
-    def start(self) -> WikidataStandIn:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        return self.base_url + "/w/api.php"
 
     def answer(self, ids: list[str], languages: list[str]) -> dict:
         entities = {}
