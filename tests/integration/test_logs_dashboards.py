@@ -37,6 +37,7 @@ from tests.ops_support import (
     VICTORIA_LOGS,
     FakeDockerd,
     LogStack,
+    free_port,
     provisioned_queries,
     recorded_docker_stats,
 )
@@ -144,6 +145,9 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
             "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
             "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
             "STATS_INTERVAL_SECONDS": "1",
+            # its /health endpoint: a free port, the stack's own producer may hold the default
+            "HEALTH_BIND": "127.0.0.1",
+            "HEALTH_PORT": str(free_port()),
         }
         with open(log_file, "ab") as out:
             done = subprocess.run(
