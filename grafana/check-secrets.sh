@@ -12,7 +12,7 @@ pw="${GF_SECURITY_ADMIN_PASSWORD:-}"
 [ "${#pw}" -ge 12 ] || fail "GF_SECURITY_ADMIN_PASSWORD is shorter than 12 characters"
 lower="$(printf '%s' "$pw" | tr '[:upper:]' '[:lower:]')"
 case "$lower" in
-  admin|password|changeme|change-me|change_me|secret|grafana|*placeholder*|*example*|*changeme*|xxx*|"<"*)
+  admin|password|secret|grafana|*change*me*|*placeholder*|*example*|xxx*|"<"*)
     fail "GF_SECURITY_ADMIN_PASSWORD is a placeholder; set a real one in .env" ;;
 esac
 [ "${GF_AUTH_ANONYMOUS_ENABLED:-false}" = "false" ] || fail "anonymous access must stay disabled"
@@ -20,8 +20,9 @@ case "${ALERT_WEBHOOK_URL:-}" in
   http://*|https://*) ;;
   *) fail "ALERT_WEBHOOK_URL must be an http(s) URL (set it in .env)" ;;
 esac
-case "$ALERT_WEBHOOK_URL" in
-  *example.com*|*changeme*|*placeholder*) fail "ALERT_WEBHOOK_URL is a placeholder" ;;
+hook="$(printf '%s' "$ALERT_WEBHOOK_URL" | tr '[:upper:]' '[:lower:]')"
+case "$hook" in
+  *change*me*|*placeholder*|*example.*|*.invalid*|*.invalid) fail "ALERT_WEBHOOK_URL is a placeholder" ;;
 esac
 
 exec /run.sh "$@"

@@ -221,7 +221,7 @@ def test_grafana_has_no_anonymous_access_and_requires_secrets():
     assert "check-secrets.sh" in " ".join(grafana["entrypoint"])
 
 
-def _check_secrets(password: str, webhook: str = "https://hooks.wikistreams.invalid/a1") -> int:
+def _check_secrets(password: str, webhook: str = "https://alerts.ops.internal/hook/a1b2") -> int:
     env = {"GF_SECURITY_ADMIN_PASSWORD": password, "ALERT_WEBHOOK_URL": webhook, "PATH": "/bin"}
     done = subprocess.run(
         ["sh", str(GRAFANA / "check-secrets.sh")], env=env, capture_output=True, timeout=10
@@ -230,14 +230,19 @@ def _check_secrets(password: str, webhook: str = "https://hooks.wikistreams.inva
 
 
 @pytest.mark.parametrize(
-    "password", ["", "admin", "changeme", "CHANGEME-please-1", "<your-password>", "short1"]
+    "password",
+    ["", "admin", "CHANGE_ME", "changeme", "CHANGEME-please-1", "<your-password>", "short1"],
 )
 def test_check_secrets_refuses_placeholder_passwords(password):
     assert _check_secrets(password) == 64
 
 
-def test_check_secrets_refuses_a_placeholder_webhook():
-    assert _check_secrets("a-Real-long-passphrase-42", "https://example.com/hook") == 64
+@pytest.mark.parametrize(
+    "webhook",
+    ["", "not-a-url", "https://example.com/hook", "https://alerts.example.invalid/CHANGE_ME"],
+)
+def test_check_secrets_refuses_a_placeholder_webhook(webhook):
+    assert _check_secrets("a-Real-long-passphrase-42", webhook) == 64
 
 
 def test_check_secrets_hands_over_to_grafana_with_real_values():
