@@ -101,7 +101,8 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
     try:
         from confluent_kafka.admin import AdminClient
 
-        for future in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(topics).values():
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the futures end
+        for future in admin.delete_topics(topics).values():
             future.result(timeout=10)
     except Exception:  # noqa: BLE001 - cleanup must not mask the test's outcome
         pass
