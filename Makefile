@@ -15,7 +15,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up down status clean logs test test-unit test-smoke lint fmt bench
+.PHONY: help venv up down status clean logs tools test test-unit test-smoke lint fmt bench
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,7 +43,10 @@ logs: ## where the logs are
 clean: $(VPY) ## stop everything and wipe data under var/ (keeps downloaded jars)
 	$(NATIVE) clean
 
-test: $(VPY) ## unit + integration + E2E tests on the real native stack
+tools: ## build the Go tools the tests use (log store, collector) into var/bin
+	bash ops/logs/build.sh
+
+test: $(VPY) tools ## unit + integration + E2E tests on the real native stack
 	$(VPY) native/with_stack.py -- $(VPY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 test-unit: $(VPY) ## unit tests only (no servers)
