@@ -93,7 +93,7 @@ cmd_install() {
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r "$HERE/requirements.txt" -c "$HERE/constraints.txt"
   "$VENV/bin/python" -m pip check
-  log "installed $("$VENV/bin/superset" version 2>/dev/null | grep -i version | head -1 || true)"
+  log "installed apache-superset $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-superset"))') into $VENV"
 }
 
 cmd_init() {
