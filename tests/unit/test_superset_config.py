@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -157,3 +158,58 @@ def test_real_start_with_superset_default_key_exits_non_zero(tmp_path):
     )
     assert result.returncode != 0
     assert "SUPERSET_SECRET_KEY is a published placeholder" in result.stderr
+
+
+def _fake_venv(tmp_path: Path) -> Path:
+    """A venv whose gunicorn only reports what it was given: tests native.sh, not Superset."""
+    venv = tmp_path / "venv"
+    if (venv / "bin" / "gunicorn").exists():
+        return venv
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "superset").write_text("#!/bin/sh\nexit 0\n")
+    (venv / "bin" / "gunicorn").write_text(
+        '#!/bin/sh\necho "KEY=$SUPERSET_SECRET_KEY PW=$SUPERSET_ADMIN_PASSWORD ARGS=$*"\n'
+    )
+    for name in ("superset", "gunicorn"):
+        (venv / "bin" / name).chmod(0o755)
+    return venv
+
+
+def _run_with(tmp_path: Path, env_file: str, secrets_file: str, **env: str) -> str:
+    (tmp_path / "dot.env").write_text(env_file)
+    (tmp_path / "secrets.env").write_text(secrets_file)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    clean.update(
+        SUPERSET_VENV=str(_fake_venv(tmp_path)),
+        SUPERSET_HOME=str(tmp_path / "home"),
+        SUPERSET_ENV_FILE=str(tmp_path / "dot.env"),
+        SUPERSET_SECRETS_FILE=str(tmp_path / "secrets.env"),
+        **env,
+    )
+    result = subprocess.run(
+        ["bash", str(NATIVE), "run"], env=clean, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+OTHER_KEY = "Zr5Tq1Vw9Yb2Nc6Md0Lf3Kg8Jh4Hp7Sx5Ae1Do9Iu2Oy6Qw"
+
+
+def test_native_env_precedence_environment_then_dotenv_then_generated(tmp_path):
+    dotenv = f"SUPERSET_SECRET_KEY='{GOOD_KEY}'\nSUPERSET_ADMIN_PASSWORD={GOOD_PASSWORD}\n"
+    generated = f"SUPERSET_SECRET_KEY={OTHER_KEY}\nSUPERSET_ADMIN_PASSWORD=Other-pass-123\n"
+    out = _run_with(tmp_path, dotenv, generated)
+    assert f"KEY={GOOD_KEY} PW={GOOD_PASSWORD}" in out  # .env beats the generated file
+    out = _run_with(tmp_path, "", generated)
+    assert f"KEY={OTHER_KEY} PW=Other-pass-123" in out
+    out = _run_with(tmp_path, dotenv, generated, SUPERSET_SECRET_KEY=OTHER_KEY)
+    assert f"KEY={OTHER_KEY} PW={GOOD_PASSWORD}" in out  # the environment beats both
+
+
+def test_native_run_binds_loopback_only(tmp_path):
+    out = _run_with(
+        tmp_path, f"SUPERSET_SECRET_KEY={GOOD_KEY}\n", "", SUPERSET_ADMIN_PASSWORD="x" * 12
+    )
+    assert "--bind 127.0.0.1:8088" in out
