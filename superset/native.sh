@@ -103,6 +103,9 @@ cmd_init() {
   check_config
   mkdir -p "$SUPERSET_HOME"
   PATH="$VENV/bin:$PATH" bash "$HERE/init_superset.sh"
+  # Marker for nativectl's one-time init: written only after the import succeeded, so a failed
+  # first init is retried on the next `up` (superset.db alone would exist after `db upgrade`).
+  date -u +%FT%TZ >"$SUPERSET_HOME/.init-done"
 }
 
 cmd_run() {
