@@ -54,7 +54,13 @@ def _import_summary(result: subprocess.CompletedProcess) -> dict:
 @pytest.fixture(scope="session")
 def superset():
     if not (VENV / "bin" / "superset").exists():
-        pytest.skip(f"no Superset in {VENV}: run `superset/native.sh install`")
+        # A fresh checkout (CI) installs the pinned venv here rather than skipping silently.
+        subprocess.run(
+            ["bash", str(NATIVE), "install"],
+            env={**os.environ, "SUPERSET_VENV": str(VENV)},
+            check=True,
+            timeout=1800,
+        )
     # Not under pytest's tmp dir: concurrent pytest sessions on the machine prune old tmp dirs,
     # which would delete this instance's SQLite file while it runs.
     home = ROOT / "var" / "data" / "superset-test"
