@@ -15,7 +15,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up down status clean logs tools test test-unit test-smoke lint fmt bench
+.PHONY: help venv up down status clean logs tools compose-check test test-unit test-smoke lint fmt bench
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,9 +55,14 @@ test-unit: $(VPY) ## unit tests only (no servers)
 test-smoke: $(VPY) ## everything but the slow E2E tests
 	$(MAKE) test PYTEST_ARGS="-m 'not e2e' $(PYTEST_ARGS)"
 
-lint: $(VPY) ## black --check and flake8
+lint: $(VPY) compose-check ## black --check, flake8, gofmt, compose file against the Compose Spec
 	$(VPY) -m black --check .
 	$(VPY) -m flake8
+	test -z "$$(gofmt -l tools ops)"
+
+compose-check: ## validate docker-compose.yml against the Compose Specification (no Docker needed)
+	bash tools/compose-check/build.sh
+	var/bin/compose-check -f docker-compose.yml -env-file .env.example -skip-env-resolution >/dev/null
 
 fmt: $(VPY) ## format the code
 	$(VPY) -m black .
