@@ -15,7 +15,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up down status clean logs tools compose-check test test-unit test-smoke lint fmt bench
+.PHONY: help venv up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,7 +46,16 @@ clean: $(VPY) ## stop everything and wipe data under var/ (keeps downloaded jars
 tools: ## build the Go tools the tests use (log store, collector) into var/bin
 	bash ops/logs/build.sh
 
-test: $(VPY) tools ## unit + integration + E2E tests on the real native stack
+superset-install: ## native Superset 6.1.0 into var/superset-venv (pinned by superset/constraints.txt)
+	bash superset/native.sh install
+
+superset-init: ## migrate, admin from .env, (re)import the dashboard YAML (overwrite by UUID)
+	bash superset/native.sh init
+
+superset-export: ## write the dashboard from Superset back into superset/dashboards/ (normalised YAML)
+	bash superset/export.sh
+
+test: $(VPY) tools superset-install ## unit + integration + E2E tests on the real native stack
 	$(VPY) native/with_stack.py -- $(VPY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 test-unit: $(VPY) ## unit tests only (no servers)

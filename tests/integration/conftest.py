@@ -1,26 +1,31 @@
 """Fixtures for tests against the real native stack (Kafka, Druid, Superset).
 
+The stack is started by `make test` (native/with_stack.py). A server that is not there is a
+broken setup, so these fixtures fail with the command to run instead of skipping.
+
 ``druid_with_data``: the Druid datasource ``wikimedia_recentchange`` holding the recorded
 recentchange events, put there the way production does it: the Kafka supervisor from
 ``druid/ingestion-spec.json`` and ``python -m producer`` replaying ``shared/data`` recordings
 (Wikidata labels from the local stand-in API, never the internet). Rows already there are reused,
-so a session feeds the topic at most once. It skips, saying why, when the stack is not running.
+so a session feeds the topic at most once.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.standins import REPO_ROOT, recentchange_dir
+from wikistreams_ops.druid_supervisor import DruidClient, DruidError, render_spec
+
+ROOT = REPO_ROOT
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 BROKER = os.environ.get("DRUID_BROKER_URL", "http://127.0.0.1:8082")
 OVERLORD = os.environ.get("DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
 DATASOURCE = "wikimedia_recentchange"
@@ -34,82 +39,72 @@ MIN_RECORDED_ROWS = 5600
 RECORDED_WINDOW = "__time >= TIMESTAMP '2018-03-07 00:00:00' AND __time < TIMESTAMP '2023-07-30'"
 
 
-def druid_sql(query: str, timeout: float = 30) -> list[dict]:
-    request = urllib.request.Request(
-        f"{BROKER}/druid/v2/sql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
+def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **extra: str) -> dict:
+    """Environment for `python -m producer` in a test: its own topic, checkpoint and cache."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "USER_AGENT_CONTACT": "integration-tests@wikistreams.invalid",
+        "SSE_URL": sse_url,
+        "WIKIDATA_API_URL": wikidata_url,
+        "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+        "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
+        "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
+        "HEALTH_PORT": "0",
+        **extra,
+    }
+
+
+def run_producer(workdir: Path, env: dict) -> subprocess.CompletedProcess:
+    """The real producer as a process, replaying a file until it ends."""
+    return subprocess.run(
+        [sys.executable, "-m", "producer"],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+def druid_sql(query: str) -> list[dict]:
+    return DruidClient(OVERLORD).sql(BROKER, query)
+
+
+def require_druid() -> DruidClient:
+    for url in (f"{BROKER}/status/health", f"{OVERLORD}/status/health"):
+        try:
+            requests.get(url, timeout=5).raise_for_status()
+        except requests.RequestException as exc:
+            pytest.fail(f"Druid is not running ({url}: {exc}); run the tests with `make test`")
+    return DruidClient(OVERLORD)
 
 
 def recorded_rows() -> int:
     try:
         rows = druid_sql(f"SELECT COUNT(*) AS n FROM {DATASOURCE} WHERE {RECORDED_WINDOW}")
-    except urllib.error.HTTPError:  # datasource not created yet: no segment has been published
+    except DruidError:  # datasource not created yet: no segment has been published
         return 0
     return int(rows[0]["n"]) if rows else 0
-
-
-def submit_supervisor() -> None:
-    """(Re)submit the Kafka supervisor; Druid treats an unchanged spec as a no-op update."""
-    spec = (ROOT / "druid" / "ingestion-spec.json").read_bytes()
-    request = urllib.request.Request(
-        f"{OVERLORD}/druid/indexer/v1/supervisor",
-        data=spec,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200, response.read()
-
-
-def replay_recordings(tmp_dir: Path, wikidata_url: str) -> None:
-    from tests.standins import recentchange_dir
-
-    for name in RECORDINGS:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT / "src"),
-            "SSE_URL": (recentchange_dir() / name).as_uri(),
-            "REPLAY_SPEED": "fast",
-            "USER_AGENT_CONTACT": "tests@wikistreams.invalid",
-            "WIKIDATA_API_URL": wikidata_url,
-            "CHECKPOINT_PATH": str(tmp_dir / f"{name}.checkpoint.json"),
-            "CACHE_DB_PATH": str(tmp_dir / "labels.sqlite3"),
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "producer"],
-            cwd=tmp_dir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, f"producer failed on {name}:\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="session")
 def druid_with_data(tmp_path_factory, wikidata_api) -> dict:
     """Druid answering SQL with the recorded events in ``wikimedia_recentchange``."""
-    if not _healthy(f"{BROKER}/status/health") or not _healthy(f"{OVERLORD}/status/health"):
-        pytest.skip(
-            f"Druid is not running ({BROKER}, {OVERLORD}): start the stack with `make up` "
-            "or run through native/with_stack.py"
-        )
+    druid = require_druid()
     if recorded_rows() < MIN_RECORDED_ROWS:
-        if not (ROOT / "src" / "producer" / "__main__.py").exists():
-            pytest.skip("src/producer is not there yet: nothing can feed Druid")
-        submit_supervisor()
-        replay_recordings(tmp_path_factory.mktemp("producer"), wikidata_api.url)
+        spec = render_spec(ROOT / "druid" / "ingestion-spec.json")
+        druid.submit(spec)
+        topic = spec["spec"]["ioConfig"]["topic"]
+        workdir = tmp_path_factory.mktemp("producer")
+        for name in RECORDINGS:
+            sse_url = (recentchange_dir() / name).as_uri()
+            env = producer_env(workdir, sse_url, wikidata_api.url, topic)
+            env["CHECKPOINT_PATH"] = str(workdir / f"{name}.checkpoint.json")
+            result = run_producer(workdir, env)
+            assert result.returncode == 0, f"producer failed on {name}:\n{result.stderr[-3000:]}"
         deadline = time.monotonic() + 300
         while recorded_rows() < MIN_RECORDED_ROWS:
             assert time.monotonic() < deadline, "Druid did not ingest the recorded events in 300 s"

@@ -7,9 +7,7 @@ teardown terminates the supervisor, kills its tasks and marks the segments unuse
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,14 +17,12 @@ import pytest
 
 from producer.decode import decode_event
 from producer.sink import ensure_topics
-from tests.standins import REPO_ROOT, recentchange_dir
+from tests.integration.conftest import BROKER, KAFKA, producer_env, require_druid, run_producer
+from tests.standins import recentchange_dir
 from wikistreams_ops.druid_supervisor import DruidClient, render_spec
 
 pytestmark = pytest.mark.integration
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-OVERLORD = os.environ.get("DRUID_OVERLORD_URL", "http://127.0.0.1:8081")
-BROKER = os.environ.get("DRUID_BROKER_URL", "http://127.0.0.1:8082")
 QUERYABLE_TIMEOUT = 300
 
 
@@ -58,38 +54,16 @@ class E2EContext:
         assert seen == expected, f"{seen} rows in Druid after {timeout}s, expected {expected}"
         return time.monotonic() - started
 
-    def run_producer(
-        self, sse_url: str, wikidata_url: str, **env: str
-    ) -> subprocess.CompletedProcess:
+    def run_producer(self, sse_url: str, wikidata_url: str) -> subprocess.CompletedProcess:
         """The real producer as a process, replaying until its source ends."""
-        environment = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT / "src"),
-            "USER_AGENT_CONTACT": "e2e-tests@wikistreams.invalid",
-            "SSE_URL": sse_url,
-            "WIKIDATA_API_URL": wikidata_url,
-            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-            "KAFKA_TOPIC": self.topic,
-            "KAFKA_DLQ_TOPIC": f"{self.topic}.dlq",
-            "CHECKPOINT_PATH": str(self.workdir / "checkpoint.json"),
-            "HEALTH_PORT": "0",
-            "CACHE_DB_PATH": str(self.workdir / "labels.sqlite3"),
-            **env,
-        }
-        return subprocess.run(
-            [sys.executable, "-m", "producer"],
-            env=environment,
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        env = producer_env(self.workdir, sse_url, wikidata_url, self.topic)
+        return run_producer(self.workdir, env)
 
 
 @pytest.fixture
 def e2e_context(tmp_path):
     suffix = uuid.uuid4().hex[:8]
-    druid = DruidClient(OVERLORD)
+    druid = require_druid()
     ctx = E2EContext(f"e2e-{suffix}", f"e2e_{suffix}", druid, tmp_path)
     ensure_topics(KAFKA, [ctx.topic, f"{ctx.topic}.dlq"], partitions=2, replication=1)
     spec = render_spec(topic=ctx.topic, datasource=ctx.datasource, task_duration="PT10M")

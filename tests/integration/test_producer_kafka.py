@@ -8,7 +8,6 @@ exits cleanly, and dead letters can be replayed exactly once.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,11 +21,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from producer.decode import decode_event
 from producer.sink import KafkaSink, dead_letter_headers, decode_headers, producer_config
-from tests.standins import REPO_ROOT, recentchange_dir
+from tests.integration.conftest import KAFKA, producer_env
+from tests.standins import recentchange_dir
 
 pytestmark = pytest.mark.integration
-
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
 def recording(name: str) -> Path:
@@ -68,23 +66,16 @@ class Producer:
 
     def __init__(self, tmp: Path, sse_url: str, wikidata_url: str, topic: str, **env: str):
         self.tmp = tmp
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT / "src"),
-            "USER_AGENT_CONTACT": "integration-tests@wikistreams.invalid",
-            "SSE_URL": sse_url,
-            "WIKIDATA_API_URL": wikidata_url,
-            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-            "KAFKA_TOPIC": topic,
-            "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-            "CHECKPOINT_PATH": str(tmp / "checkpoint.json"),
-            "HEALTH_PORT": "0",
-            "CACHE_DB_PATH": str(tmp / "labels.sqlite3"),
-            "STATS_INTERVAL_SECONDS": "1",
-            "CHECKPOINT_INTERVAL_SECONDS": "0.2",
-            "RECONNECT_BACKOFF_MAX_SECONDS": "0.5",
+        self.env = producer_env(
+            tmp,
+            sse_url,
+            wikidata_url,
+            topic,
+            STATS_INTERVAL_SECONDS="1",
+            CHECKPOINT_INTERVAL_SECONDS="0.2",
+            RECONNECT_BACKOFF_MAX_SECONDS="0.5",
             **env,
-        }
+        )
         self.proc: subprocess.Popen | None = None
         self.runs = 0
 
