@@ -61,8 +61,8 @@ test: $(VPY) tools superset-install ## unit + integration + E2E tests on the rea
 test-unit: $(VPY) ## unit tests only (no servers)
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-smoke: $(VPY) ## everything but the slow E2E tests
-	$(MAKE) test PYTEST_ARGS="-m 'not e2e' $(PYTEST_ARGS)"
+test-smoke: $(VPY) ## everything but the slow E2E tests, plus one smoke E2E
+	$(MAKE) test PYTEST_ARGS="-m 'not e2e or smoke' $(PYTEST_ARGS)"
 
 lint: $(VPY) compose-check ## black --check, flake8, gofmt, compose file against the Compose Spec
 	$(VPY) -m black --check .

@@ -94,6 +94,7 @@ def _distinct_events(path: Path) -> dict[str, dict]:
 
 
 @pytest.mark.e2e
+@pytest.mark.smoke
 def test_smoke_recorded_events_become_queryable(e2e_context, wikidata_api):
     """100 real enwiki events through the real producer; one assertion on the row count."""
     path = _recording("polars-book_wikimedia_enwiki_2023-07-29.jsonl")
