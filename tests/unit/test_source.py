@@ -1,5 +1,6 @@
 import json
 import threading
+from datetime import datetime
 from itertools import islice
 
 import pytest
@@ -83,3 +84,47 @@ def test_malformed_frames_reach_the_consumer(sse_server_factory):
     assert events[2].data == b'{"meta": {'
     assert events[6].event_type == "error"
     assert sum(1 for e in events if e.event_type == "message") == 10
+
+
+class _RecordingStop(threading.Event):
+    """Records how long the pacer asked to sleep instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout=None) -> bool:
+        self.waits.append(timeout)
+        return False
+
+
+def test_replay_paces_by_event_time():
+    """x10: 2018 events one second apart are released about 0.1 s apart."""
+    stop = _RecordingStop()
+    events = list(islice(FileSource(_file("editgroups_one_qs"), "10", None, stop), 200))
+    times = [datetime.fromisoformat(json.loads(e.data)["meta"]["dt"]) for e in events]
+    span = (max(times) - times[0]).total_seconds()
+    assert span >= 2
+    # The stub does not sleep, so each wait is the whole event-time offset divided by 10.
+    assert stop.waits and abs(max(stop.waits) - span / 10) < 0.05
+    assert len(list(islice(FileSource(_file("editgroups_one_qs"), "fast", None, stop), 5))) == 5
+
+
+def test_unreachable_stream_retries_with_backoff_and_says_so(capsys):
+    """No internet: the source keeps retrying and logs each attempt with its delay."""
+    from producer.logs import configure_logging
+
+    configure_logging("INFO")
+    stop = threading.Event()
+    source = open_source("http://127.0.0.1:9/v2/stream", USER_AGENT, None, stop, backoff_cap=0.05)
+    reader = threading.Thread(target=lambda: list(source), daemon=True)
+    reader.start()
+    deadline = threading.Event()
+    deadline.wait(1.0)
+    stop.set()
+    reader.join(5)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    retries = [line for line in lines if line["msg"] == "sse_disconnected"]
+    assert len(retries) >= 3
+    assert all("ConnectionError" in r["error"] and "retry_in_seconds" in r for r in retries)
+    assert not reader.is_alive()
