@@ -23,7 +23,7 @@ import structlog
 
 log = structlog.get_logger("producer.source")
 
-FILE_TOPIC = "file"
+FILE_TOPIC_PREFIX = "file:"
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,9 @@ def _raise_for_stream_status(resp: requests.Response) -> None:
 class FileSource:
     """Replays a recorded `.sse` or JSON-lines file, for offline demos, tests and benchmarks.
 
-    Positions are frame indexes in the file (`[{"topic":"file","partition":0,"offset":N}]`), so a
-    restarted producer resumes a replay where its checkpoint says, like it would live.
+    Positions are frame indexes in the file (`[{"topic":"file:<path>","partition":0,"offset":N}]`),
+    so a restarted producer resumes a replay where its checkpoint says, like it would live; a
+    checkpoint from another file or from the live stream does not apply and the replay starts over.
     """
 
     def __init__(
@@ -154,9 +155,12 @@ class FileSource:
     ) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"SSE_URL points at a missing file: {path}")
-        self.path = path
+        self.path = path.resolve()
+        self._topic = FILE_TOPIC_PREFIX + str(self.path)
         self._factor = None if speed == "fast" else (1.0 if speed == "realtime" else float(speed))
-        self._resume_after = file_offset(last_event_id)
+        self._resume_after = file_offset(last_event_id, self._topic)
+        if last_event_id and self._resume_after is None:
+            log.warning("checkpoint_ignored", last_event_id=last_event_id, source=self._topic)
         self._stop = stop
         self._wait_at_end = wait_at_end
         self.reconnects = 0
@@ -175,7 +179,10 @@ class FileSource:
             if self._resume_after is not None and index <= self._resume_after:
                 continue
             pacer.wait(data, self._stop)
-            yield RawEvent(data=data, sse_id=file_event_id(index), event_type=event_type)
+            yield RawEvent(data=data, sse_id=self._event_id(index), event_type=event_type)
+
+    def _event_id(self, index: int) -> str:
+        return json.dumps([{"topic": self._topic, "partition": 0, "offset": index}])
 
     def _frames(self) -> Iterator[tuple[bytes, str]]:
         if self.path.suffix == ".sse":
@@ -224,17 +231,16 @@ def _event_timestamp(data: bytes) -> float | None:
         return None
 
 
-def file_event_id(index: int) -> str:
-    return json.dumps([{"topic": FILE_TOPIC, "partition": 0, "offset": index}])
-
-
-def file_offset(event_id: str | None) -> int | None:
-    """The frame index inside a file-replay id, or None for a live EventStreams id."""
+def file_offset(event_id: str | None, topic: str | None = None) -> int | None:
+    """The frame index in a file-replay id (of `topic` if given); None for anything else."""
     if not event_id:
         return None
     try:
-        parts = json.loads(event_id)
-        return int(parts[0]["offset"]) if parts[0]["topic"] == FILE_TOPIC else None
+        part = json.loads(event_id)[0]
+        is_file = str(part["topic"]).startswith(FILE_TOPIC_PREFIX)
+        if not is_file or (topic is not None and part["topic"] != topic):
+            return None
+        return int(part["offset"])
     except (ValueError, KeyError, IndexError, TypeError):
         return None
 
@@ -254,6 +260,9 @@ def open_source(
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return FileSource(Path(unquote(parsed.path)), speed, last_event_id, stop, wait_at_end)
+    if file_offset(last_event_id) is not None:
+        log.warning("checkpoint_ignored", last_event_id=last_event_id, source=url)
+        last_event_id = None
     return SseSource(
         url, user_agent, last_event_id, connect_timeout, read_timeout, backoff_cap, stop
     )

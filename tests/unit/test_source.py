@@ -33,6 +33,18 @@ def test_file_replay_resumes_after_checkpoint():
     assert json.loads(rest[0].data)["meta"]["id"] != json.loads(first[-1].data)["meta"]["id"]
 
 
+def test_a_checkpoint_of_another_source_does_not_apply(sse_server_factory):
+    """Switching SSE_URL must not skip events: another file's or a file's id is ignored live."""
+    stop = threading.Event()
+    first = list(islice(FileSource(_file("polars-book"), "fast", None, stop), 99))
+    other = list(FileSource(_file("recentchange_9_frames"), "fast", first[-1].sse_id, stop))
+    assert len(other) == 9
+    server = sse_server_factory([_file("recentchange_9_frames")])
+    live = open_source(server.url, USER_AGENT, first[-1].sse_id, stop)
+    assert len(list(islice(live, 9))) == 9
+    assert server.behaviour.connections[0]["last_event_id"] is None
+
+
 def test_missing_file_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="SSE_URL"):
         open_source("file:///nonexistent/rc.jsonl", USER_AGENT, None, threading.Event())
