@@ -6,11 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins import recentchange_dir
+from tests.standins import REPO_ROOT, recentchange_dir
 from tests.standins.sse_server import SseStandIn, load_frames
 from tests.standins.wikidata_api import WikidataStandIn
 
 USER_AGENT = "WikiStreams/0.1.0 (tests@wikistreams.invalid) python-requests/2"
+
+
+def pinned_versions() -> dict[str, str]:
+    """`native/versions.env` as a dict: the one place server versions are pinned."""
+    pairs = {}
+    for line in (REPO_ROOT / "native" / "versions.env").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def recorded_files() -> list[Path]:

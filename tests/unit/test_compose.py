@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import pinned_versions
 import yaml
 
 from tests.ops_support import BIN, ROOT
@@ -135,15 +137,6 @@ def _mirror(tmp_path: Path, compose_text: str | None = None) -> Path:
     (mirror / "docker-compose.yml").write_text(compose_text or COMPOSE.read_text())
     shutil.copy(ENV_EXAMPLE, mirror / ".env")
     return mirror
-
-
-def _versions() -> dict[str, str]:
-    pairs = {}
-    for line in (ROOT / "native" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
 
 
 def _long_running(service: dict[str, Any]) -> bool:
@@ -277,7 +270,7 @@ def test_every_image_is_pinned(project):
 
 
 def test_image_tags_equal_versions_env(project):
-    versions = _versions()
+    versions = pinned_versions()
     seen = set()
     for name, service in project["services"].items():
         repository, _, tag = service.get("image", "").rpartition(":")

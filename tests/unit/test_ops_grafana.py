@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import pinned_versions
 import yaml
 
 from ops import grafana_provisioning as gp
@@ -23,15 +25,6 @@ COMPOSE = ROOT / "compose" / "observability.yml"
 
 def _yaml(path: Path):
     return yaml.safe_load(path.read_text())
-
-
-def _versions() -> dict[str, str]:
-    pairs = {}
-    for line in (ROOT / "native" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
 
 
 DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted(GRAFANA.glob("dashboards/*.json"))}
@@ -179,7 +172,7 @@ COMPOSE_DOC = _yaml(COMPOSE)
 
 
 def test_compose_image_tags_match_versions_env():
-    versions = _versions()
+    versions = pinned_versions()
     services = COMPOSE_DOC["services"]
     assert services["victorialogs"]["image"].endswith(":" + versions["VICTORIALOGS_VERSION"])
     assert services["grafana"]["image"].endswith(":" + versions["GRAFANA_VERSION"])
@@ -260,7 +253,7 @@ def _go_mod_version(go_mod: Path, module: str) -> str:
 
 
 def test_go_module_pins_match_versions_env():
-    versions = _versions()
+    versions = pinned_versions()
     logs = ROOT / "ops" / "logs"
     pins = {
         (logs / "victorialogs/go.mod", "github.com/VictoriaMetrics/VictoriaLogs"): "VICTORIALOGS",
