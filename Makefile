@@ -64,10 +64,11 @@ test-unit: $(VPY) ## unit tests only (no servers)
 test-smoke: $(VPY) ## everything but the slow E2E tests, plus one smoke E2E
 	$(MAKE) test PYTEST_ARGS="-m 'not e2e or smoke' $(PYTEST_ARGS)"
 
-lint: $(VPY) compose-check ## black --check, flake8, gofmt, compose file against the Compose Spec
+lint: $(VPY) compose-check ## black --check, flake8, gofmt, compose file against the Compose Spec, actionlint
 	$(VPY) -m black --check .
 	$(VPY) -m flake8
 	test -z "$$(gofmt -l tools ops)"
+	bash tools/actionlint.sh
 
 compose-check: ## validate docker-compose.yml against the Compose Specification (no Docker needed)
 	bash tools/compose-check/build.sh

@@ -1,0 +1,96 @@
+"""The production override (deploy/compose.production.yml), resolved the way the VM resolves it.
+
+Why: the CD workflow runs `docker compose -f docker-compose.yml -f deploy/compose.production.yml`
+on a VM nobody watches; an override that Docker Compose rejects, that still builds an image on the
+VM, or that publishes a port beyond 127.0.0.1 would only show up in production. compose-check
+(tools/compose-check, compose-go: the library Docker Compose uses) loads both files as one project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ops_support import BIN, ROOT
+
+TOOL_SRC = ROOT / "tools" / "compose-check"
+TOOL = BIN / "compose-check"
+OVERRIDE = ROOT / "deploy" / "compose.production.yml"
+REGISTRY = "ghcr.io/wikistreams/wikistreams"
+VERSION = "v9.9.9"
+# What deploy/remote-deploy.sh exports and the production .env adds (docs/deploy.md).
+PRODUCTION_ENV = {
+    "WIKISTREAMS_REGISTRY": REGISTRY,
+    "WIKISTREAMS_VERSION": VERSION,
+    "SUPERSET_HOSTNAME": "superset.wikistreams.invalid",
+    "GRAFANA_HOSTNAME": "grafana.wikistreams.invalid",
+    "ACME_EMAIL": "ops@wikistreams.invalid",
+}
+# The images the CD workflow builds and pushes, by compose service.
+RELEASED = {
+    "producer": "producer",
+    "druid-init": "producer",
+    "superset": "superset",
+    "superset-init": "superset",
+    "docker-stats-logger": "docker-stats-logger",
+}
+
+
+def _run(*args: str, **environ: str) -> subprocess.CompletedProcess:
+    if not TOOL.exists() or TOOL.stat().st_mtime < (TOOL_SRC / "main.go").stat().st_mtime:
+        if shutil.which("go") is None:
+            pytest.fail("go is not on PATH: it is needed to build tools/compose-check")
+        subprocess.run(["bash", str(TOOL_SRC / "build.sh")], check=True, timeout=600)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environ}
+    return subprocess.run(
+        [str(TOOL), "-project-directory", str(ROOT), "-env-file", str(ROOT / ".env.example")]
+        + ["-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), "-skip-env-resolution"]
+        + list(args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def project() -> dict[str, Any]:
+    done = _run(**PRODUCTION_ENV)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_released_services_run_the_tagged_ghcr_images(project):
+    services = project["services"]
+    for service, image in RELEASED.items():
+        assert services[service]["image"] == f"{REGISTRY}/{image}:{VERSION}", service
+    for name, service in services.items():
+        assert "wikistreams" not in service["image"] or service["image"].startswith(REGISTRY), name
+        assert not service["image"].endswith(":local"), name
+
+
+def test_only_caddy_faces_the_network_and_every_published_port_is_loopback(project):
+    for name, service in project["services"].items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", (name, port)
+        if name != "caddy":
+            assert service.get("network_mode") in (None, ""), name
+    caddy = project["services"]["caddy"]
+    assert caddy["network_mode"] == "host"
+    caddyfile = ROOT / "deploy" / "Caddyfile"
+    assert any(Path(v["source"]) == caddyfile for v in caddy["volumes"])
+    text = caddyfile.read_text()
+    assert "reverse_proxy 127.0.0.1:8088" in text and "reverse_proxy 127.0.0.1:3000" in text
+
+
+@pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
+def test_release_settings_are_required(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    done = _run(**env)
+    assert done.returncode != 0 and missing in done.stderr, done.stderr
