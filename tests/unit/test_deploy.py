@@ -94,3 +94,79 @@ def test_release_settings_are_required(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     done = _run(**env)
     assert done.returncode != 0 and missing in done.stderr, done.stderr
+
+
+# ── deploy/render-env.sh: SSM Parameter Store -> .env ───────────────────────────────────────────
+
+RENDER_ENV = ROOT / "deploy" / "render-env.sh"
+REQUIRED = [
+    "DRUID_METADATA_PASSWORD",
+    "SUPERSET_SECRET_KEY",
+    "SUPERSET_ADMIN_PASSWORD",
+    "SUPERSET_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "ALERT_WEBHOOK_URL",
+    "USER_AGENT_CONTACT",
+    "SUPERSET_HOSTNAME",
+    "GRAFANA_HOSTNAME",
+    "ACME_EMAIL",
+]
+
+
+def _render(tmp_path: Path, values: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run render-env.sh with a stand-in `aws` that answers like get-parameters-by-path."""
+    if shutil.which("jq") is None:
+        pytest.fail("jq is not on PATH: deploy/render-env.sh needs it (apt-get install jq)")
+    answer = {
+        "Parameters": [
+            {"Name": f"/wikistreams/prod/{k}", "Type": "SecureString", "Value": v}
+            for k, v in values.items()
+        ]
+    }
+    (tmp_path / "answer.json").write_text(json.dumps(answer))
+    fake = tmp_path / "bin" / "aws"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\ncat "{tmp_path / "answer.json"}"\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{fake.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "WIKISTREAMS_ENV_GROUP": str(os.getgid()),
+    }
+    return subprocess.run(
+        ["bash", str(RENDER_ENV), "/wikistreams/prod", str(tmp_path / "etc" / "ws.env")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_render_env_writes_literal_values_readable_by_compose(tmp_path):
+    values = {k: f"value-of-{k}" for k in REQUIRED}
+    values["SUPERSET_SECRET_KEY"] = "a$b#c d"
+    done = _render(tmp_path, values)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "etc" / "ws.env"
+    assert oct(out.stat().st_mode & 0o777) == "0o640"
+    lines = out.read_text().splitlines()
+    assert "SUPERSET_SECRET_KEY='a$b#c d'" in lines
+    assert len(lines) == len(REQUIRED)
+    # Compose reads it as written: the same file as --env-file resolves the stack.
+    check = _run("-env-file", str(out), **{k: v for k, v in PRODUCTION_ENV.items() if "WIKI" in k})
+    assert check.returncode == 0, check.stderr
+    superset = json.loads(check.stdout)["services"]["superset"]["environment"]
+    assert superset["SUPERSET_SECRET_KEY"] == "a$b#c d"
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        ({k: "x" for k in REQUIRED[1:]}, REQUIRED[0]),
+        ({**{k: "x" for k in REQUIRED}, "SUPERSET_ADMIN_PASSWORD": "CHANGE_ME"}, "CHANGE_ME"),
+        ({**{k: "x" for k in REQUIRED}, "GRAFANA_ADMIN_PASSWORD": "it's"}, "single quote"),
+    ],
+)
+def test_render_env_refuses_missing_placeholder_and_unquotable_values(tmp_path, values, reason):
+    done = _render(tmp_path, values)
+    assert done.returncode != 0 and reason in done.stderr, done.stderr
+    assert not (tmp_path / "etc" / "ws.env").exists()
