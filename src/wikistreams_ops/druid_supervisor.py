@@ -20,6 +20,10 @@ import typer
 from producer.sink import ensure_topics
 
 DEFAULT_SPEC = Path("druid/ingestion-spec.json")
+# Kafka ingestion writes HOUR segments; auto-compaction merges them into DAY segments once they
+# are older than `skipOffsetFromLatest` (period granularities other than HOUR/DAY are not honoured
+# by streaming ingestion, so compaction is how segments grow).
+DEFAULT_COMPACTION = Path("druid/compaction-config.json")
 HEALTHY_STATES = {"RUNNING"}
 FAILED_STATES = {"UNHEALTHY_SUPERVISOR", "UNHEALTHY_TASKS", "LOST_CONTACT_WITH_STREAM"}
 
@@ -66,6 +70,20 @@ class DruidClient:
         """Create or update; returns the supervisor id (= datasource)."""
         url = f"{self.overlord}/druid/indexer/v1/supervisor"
         return self._call("POST", url, json=spec)["id"]
+
+    def set_compaction(self, config: dict[str, Any]) -> None:
+        """Create or replace the datasource's auto-compaction config (idempotent)."""
+        self._call(
+            "POST", f"{self.coordinator}/druid/coordinator/v1/config/compaction", json=config
+        )
+
+    def compaction(self, datasource: str) -> dict[str, Any] | None:
+        url = f"{self.coordinator}/druid/coordinator/v1/config/compaction/{datasource}"
+        resp = self._http.get(url, timeout=self._timeout)
+        return resp.json() if resp.status_code == 200 else None
+
+    def spec(self, supervisor_id: str) -> dict[str, Any]:
+        return self._call("GET", f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}")
 
     def supervisors(self) -> list[str]:
         return self._call("GET", f"{self.overlord}/druid/indexer/v1/supervisor")
@@ -116,17 +134,18 @@ class DruidClient:
         ]
 
     def drop(self, datasource: str) -> None:
-        """Terminate the supervisor, kill its tasks, mark every segment unused."""
+        """Terminate the supervisor, kill its tasks, drop compaction, mark every segment unused."""
         if datasource in self.supervisors():
             self._call(
                 "POST", f"{self.overlord}/druid/indexer/v1/supervisor/{datasource}/terminate"
             )
         for task_id in self.running_tasks(datasource):
             self._call("POST", f"{self.overlord}/druid/indexer/v1/task/{task_id}/shutdown")
-        url = f"{self.coordinator}/druid/coordinator/v1/datasources/{datasource}"
-        resp = self._http.delete(url, timeout=self._timeout)
-        if resp.status_code not in (200, 204, 404):
-            raise DruidError(f"DELETE {url}: HTTP {resp.status_code}: {resp.text[:300]}")
+        base = f"{self.coordinator}/druid/coordinator/v1"
+        for url in (f"{base}/config/compaction/{datasource}", f"{base}/datasources/{datasource}"):
+            resp = self._http.delete(url, timeout=self._timeout)
+            if resp.status_code not in (200, 202, 204, 404):
+                raise DruidError(f"DELETE {url}: HTTP {resp.status_code}: {resp.text[:300]}")
 
     def sql(self, broker: str, query: str, parameters: list | None = None) -> list[dict]:
         body: dict[str, Any] = {"query": query, "resultFormat": "object"}
@@ -152,6 +171,8 @@ def submit(
         typer.Option(envvar="DRUID_KAFKA_BOOTSTRAP_SERVERS", help="Kafka as Druid reaches it"),
     ] = None,
     task_duration: Annotated[str | None, typer.Option(help="ISO-8601 period, e.g. PT10M")] = None,
+    compaction: Annotated[Path, typer.Option(help="Auto-compaction config")] = DEFAULT_COMPACTION,
+    auto_compaction: Annotated[bool, typer.Option(help="Also set auto-compaction")] = True,
     partitions: Annotated[
         int, typer.Option(envvar="KAFKA_TOPIC_PARTITIONS", help="When creating the topic")
     ] = 3,
@@ -170,6 +191,10 @@ def submit(
         ensure_topics(io["consumerProperties"]["bootstrap.servers"], [io["topic"]], partitions, 1)
     supervisor_id = client.submit(rendered)
     typer.echo(f"supervisor {supervisor_id} submitted")
+    if auto_compaction:
+        config = json.loads(compaction.read_text("utf-8")) | {"dataSource": supervisor_id}
+        client.set_compaction(config)
+        typer.echo(f"auto-compaction for {supervisor_id}: {config['skipOffsetFromLatest']} behind")
     if wait:
         payload = client.wait_running(supervisor_id, timeout)
         typer.echo(f"supervisor {supervisor_id} {payload['state']}")

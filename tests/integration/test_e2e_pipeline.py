@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 from producer.decode import decode_event
 from producer.sink import ensure_topics
 from tests.integration.conftest import BROKER, KAFKA, producer_env, require_druid, run_producer
-from tests.standins import recentchange_dir
+from tests.standins import REPO_ROOT, recentchange_dir
 from wikistreams_ops.druid_supervisor import DruidClient, render_spec
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,37 @@ def e2e_context(tmp_path):
     assert druid.running_tasks(ctx.datasource) == [], "ingestion task left running"
     used = druid._call("GET", f"{druid.coordinator}/druid/coordinator/v1/metadata/datasources")
     assert ctx.datasource not in used, "datasource still has used segments"
+    assert druid.compaction(ctx.datasource) is None, "auto-compaction config left behind"
+
+
+def test_submit_tool_updates_instead_of_duplicating(e2e_context):
+    """`wikistreams-druid submit` twice: one supervisor, the second spec wins, compaction set."""
+    ctx = e2e_context
+    cmd = [
+        sys.executable,
+        "-m",
+        "wikistreams_ops.druid_supervisor",
+        "submit",
+        f"--topic={ctx.topic}",
+        f"--datasource={ctx.datasource}",
+        f"--overlord={ctx.druid.overlord}",
+        "--partitions=2",
+    ]
+    for duration in ("PT11M", "PT12M"):
+        done = subprocess.run(
+            [*cmd, f"--task-duration={duration}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO_ROOT,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"supervisor {ctx.datasource} RUNNING" in done.stdout
+    assert ctx.druid.supervisors().count(ctx.datasource) == 1
+    assert ctx.druid.spec(ctx.datasource)["spec"]["ioConfig"]["taskDuration"] == "PT720S"  # 12 min
+    compaction = ctx.druid.compaction(ctx.datasource)
+    assert compaction["dataSource"] == ctx.datasource
+    assert compaction["skipOffsetFromLatest"] == "PT2H"
 
 
 def _recording(name: str) -> Path:
