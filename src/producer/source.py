@@ -7,6 +7,7 @@ reach the dead-letter topic byte for byte.
 
 from __future__ import annotations
 
+import codecs
 import json
 import random
 import threading
@@ -117,9 +118,15 @@ class SseSource:
 
 
 def _arrivals(resp: requests.Response, size: int = 65536) -> Iterator[bytes]:
-    """Bytes as they arrive, chunked or not (`iter_content` would wait to fill its chunk)."""
+    """Bytes as they arrive, chunked or not (`iter_content` would wait to fill its chunk).
+
+    Invalid UTF-8 is replaced (U+FFFD) here: the SSE parser would otherwise raise on it, and
+    reconnecting from the same id would meet the same bytes for ever. The frame then fails JSON
+    parsing or validation and is dead-lettered like any other bad input.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := resp.raw.read1(size):
-        yield chunk
+        yield decoder.decode(chunk).encode("utf-8")
 
 
 def _raise_for_stream_status(resp: requests.Response) -> None:

@@ -90,12 +90,15 @@ def test_malformed_frames_reach_the_consumer(sse_server_factory):
         2: b'event: message\nid: [{"topic":"x","partition":0,"timestamp":1}]\ndata: {"meta": {\n\n',
         5: b"event: error\ndata: upstream timeout\n\n",
         6: b"this line is not sse at all\n\n",
+        8: b'event: message\ndata: {"meta": "\xff\xfe broken utf-8"}\n\n',
     }
     source = open_source(server.url, USER_AGENT, None, threading.Event())
-    events = list(islice(source, 11))
+    events = list(islice(source, 12))
     assert events[2].data == b'{"meta": {'
     assert events[6].event_type == "error"
-    assert sum(1 for e in events if e.event_type == "message") == 10
+    assert events[10].data == '{"meta": "\ufffd\ufffd broken utf-8"}'.encode()
+    assert sum(1 for e in events if e.event_type == "message") == 11
+    assert len(server.behaviour.connections) == 1, "bad bytes do not break the connection"
 
 
 class _RecordingStop(threading.Event):
