@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(VPY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,8 @@ venv: $(VPY) ## create the virtualenv and install the project
 up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first run)
 	$(NATIVE) up $(SERVICES)
 
-down: $(VPY) ## stop everything `make up` started
-	$(NATIVE) down
+down: $(VPY) ## stop everything `make up` started (or only SERVICES="producer" ...)
+	$(NATIVE) down $(if $(filter command line,$(origin SERVICES)),$(SERVICES))
 
 status: $(VPY) ## show what runs and where it listens
 	$(NATIVE) status

@@ -28,12 +28,25 @@ class ReplaySpeed(str, Enum):
     fast = "fast"
 
 
-class Settings(BaseSettings):
-    """All producer settings. Field descriptions become the README's configuration table."""
+class KafkaSettings(BaseSettings):
+    """Where the topics are: all that Kafka-only tools (`wikistreams-dlq list`) need."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
+
+    # --- Kafka ---
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_topic: str = Field("wikimedia.recentchange.enriched", description="Enriched events topic")
+    kafka_dlq_topic: str = Field("wikimedia.recentchange.dlq", description="Dead-letter topic")
+    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions when creating topics")
+    kafka_topic_replication: int = Field(1, ge=1, description="Replication when creating topics")
+    kafka_compression: str = Field("zstd", description="Producer compression codec")
+    kafka_linger_ms: int = Field(50, ge=0, description="Producer linger.ms")
+
+
+class Settings(KafkaSettings):
+    """All producer settings. Field descriptions become the README's configuration table."""
 
     # --- source ---
     sse_url: str = Field(
@@ -52,7 +65,7 @@ class Settings(BaseSettings):
     replay_at_end: Literal["exit", "wait"] = Field(
         "exit",
         description="When a file:// replay ends: 'exit' (batch jobs, tests) or 'wait' until "
-        "stopped (a demo pipeline that keeps running)",
+        "stopped (a demo pipeline that keeps running; `make up` sets it)",
     )
     sse_connect_timeout_seconds: float = Field(10.0, gt=0, description="SSE connect timeout")
     sse_read_timeout_seconds: float = Field(
@@ -103,15 +116,6 @@ class Settings(BaseSettings):
     cache_negative_ttl_seconds: int = Field(
         3600, ge=1, description="TTL of a cached 'entity not found'"
     )
-
-    # --- Kafka ---
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
-    kafka_topic: str = Field("wikimedia.recentchange.enriched", description="Enriched events topic")
-    kafka_dlq_topic: str = Field("wikimedia.recentchange.dlq", description="Dead-letter topic")
-    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions when creating topics")
-    kafka_topic_replication: int = Field(1, ge=1, description="Replication when creating topics")
-    kafka_compression: str = Field("zstd", description="Producer compression codec")
-    kafka_linger_ms: int = Field(50, ge=0, description="Producer linger.ms")
 
     # --- checkpoint, stats, logs ---
     checkpoint_path: Path = Field(
@@ -183,10 +187,10 @@ def _mask_url_password(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(model: type[KafkaSettings] = Settings, **overrides: Any):
     """Build settings or exit with a message that names each bad setting by its env name."""
     try:
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

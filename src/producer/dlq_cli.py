@@ -15,7 +15,7 @@ import typer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from producer.checkpoint import CheckpointStore
-from producer.config import load_settings
+from producer.config import KafkaSettings, load_settings
 from producer.logs import configure_logging
 from producer.main import build_pipeline
 from producer.sink import decode_headers
@@ -70,7 +70,7 @@ def list_dead_letters(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """Dead letters with stage, error and a preview of the original bytes."""
-    settings = load_settings()
+    settings = load_settings(KafkaSettings)
     consumer = _consumer(settings.kafka_bootstrap_servers, None)
     shown = 0
     for msg in _records(consumer, settings.kafka_dlq_topic, from_committed=False):
@@ -93,6 +93,8 @@ def list_dead_letters(
             )
         shown += 1
     consumer.close()
+    if not as_json:
+        typer.echo(f"{shown} dead letter(s) shown from {settings.kafka_dlq_topic}", err=True)
 
 
 @app.command()

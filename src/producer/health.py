@@ -20,8 +20,7 @@ class Heartbeat:
 
     def beat(self, **details) -> None:
         self.at = time.monotonic()
-        if details:
-            self.details = details
+        self.details.update(details)
 
     @property
     def age(self) -> float:

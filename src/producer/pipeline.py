@@ -63,12 +63,14 @@ class Pipeline:
         self._saved_position: str | None = None
         self._saved_at = time.monotonic()
         self._failed: str | None = None
+        self._source: Iterable[RawEvent] | None = None
         self.heartbeat = Heartbeat()
 
     # --- running ---------------------------------------------------------------------------
 
     def run(self, source: Iterable[RawEvent], stop: threading.Event) -> int:
         """Consume `source` until it ends or `stop` is set; returns a process exit code."""
+        self._source = source
         reader = threading.Thread(target=self._read, args=(source, stop), daemon=True)
         reader.start()
         next_stats = time.monotonic() + self._stats_interval
@@ -86,7 +88,7 @@ class Pipeline:
                 self.publish_ready()
             self.sink.poll(0)
             self._maybe_checkpoint()
-            self.heartbeat.beat()
+            self.heartbeat.beat(source_state=getattr(source, "state", None))
             if time.monotonic() >= next_stats:
                 self.log_stats()
                 next_stats = time.monotonic() + self._stats_interval
@@ -215,6 +217,7 @@ class Pipeline:
     def log_stats(self) -> None:
         extra = {
             **self.enricher.take_stats(),
+            "source_state": getattr(self._source, "state", None),
             "breaker_state": self.enricher.breaker_state,
             "breaker_open": int(self.enricher.breaker_state != "closed"),
             "in_flight": self.tracker.in_flight,
@@ -222,5 +225,6 @@ class Pipeline:
             "checkpoint": self._saved_position,
         }
         line = self.stats.report(extra)
-        self.heartbeat.beat(**{k: line[k] for k in ("total_events_out", "breaker_state")})
+        keys = ("source_state", "total_events_out", "event_lag_seconds", "breaker_state")
+        self.heartbeat.beat(**{k: line[k] for k in keys})
         log.info("stats", **line)

@@ -72,6 +72,7 @@ class SseSource:
         self._session = session or requests.Session()
         self._session.headers.update({"User-Agent": user_agent, "Accept": "text/event-stream"})
         self.reconnects = 0
+        self.state = "connecting"  # connecting | connected | retrying (shown by /health, stats)
 
     def __iter__(self) -> Iterator[RawEvent]:
         attempt = 0
@@ -85,6 +86,7 @@ class SseSource:
             except StreamRejected:
                 raise
             except (requests.RequestException, OSError, ValueError) as exc:
+                self.state = "retrying"
                 delay = reconnect_delay(attempt, self._backoff_cap)
                 retry_after = getattr(exc, "retry_after", None)
                 if retry_after is not None:
@@ -104,6 +106,7 @@ class SseSource:
             self.url, headers=headers, stream=True, timeout=self._timeouts
         ) as resp:
             _raise_for_stream_status(resp)
+            self.state = "connected"
             log.info("sse_connected", url=self.url, last_event_id=self.last_event_id)
             for event in sseclient.SSEClient(_arrivals(resp)).events():
                 if self._stop.is_set():
@@ -171,9 +174,11 @@ class FileSource:
         self._stop = stop
         self._wait_at_end = wait_at_end
         self.reconnects = 0
+        self.state = "replaying"  # replaying | finished
 
     def __iter__(self) -> Iterator[RawEvent]:
         yield from self._replay()
+        self.state = "finished"
         if self._wait_at_end:
             log.info("replay_finished", path=str(self.path))
             self._stop.wait()

@@ -57,6 +57,18 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
     }
 
 
+def delete_topics(*topics: str) -> None:
+    """Tests create throw-away topics; this keeps the developer's Kafka tidy afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    for future in admin.delete_topics(list(topics), operation_timeout=30).values():
+        try:
+            future.result(timeout=30)
+        except Exception:  # noqa: BLE001 - a topic that was never created is fine
+            pass
+
+
 def run_producer(workdir: Path, env: dict) -> subprocess.CompletedProcess:
     """The real producer as a process, replaying a file until it ends."""
     return subprocess.run(
@@ -102,6 +114,7 @@ def druid_with_data(tmp_path_factory, wikidata_api) -> dict:
         for name in RECORDINGS:
             sse_url = (recentchange_dir() / name).as_uri()
             env = producer_env(workdir, sse_url, wikidata_api.url, topic)
+            env.pop("KAFKA_DLQ_TOPIC")  # the default dead-letter topic, not a new one
             env["CHECKPOINT_PATH"] = str(workdir / f"{name}.checkpoint.json")
             result = run_producer(workdir, env)
             assert result.returncode == 0, f"producer failed on {name}:\n{result.stderr[-3000:]}"

@@ -18,7 +18,14 @@ import pytest
 
 from producer.decode import decode_event
 from producer.sink import ensure_topics
-from tests.integration.conftest import BROKER, KAFKA, producer_env, require_druid, run_producer
+from tests.integration.conftest import (
+    BROKER,
+    KAFKA,
+    delete_topics,
+    producer_env,
+    require_druid,
+    run_producer,
+)
 from tests.standins import REPO_ROOT, recentchange_dir
 from wikistreams_ops.druid_supervisor import DruidClient, render_spec
 
@@ -80,6 +87,7 @@ def e2e_context(tmp_path):
     used = druid._call("GET", f"{druid.coordinator}/druid/coordinator/v1/metadata/datasources")
     assert ctx.datasource not in used, "datasource still has used segments"
     assert druid.compaction(ctx.datasource) is None, "auto-compaction config left behind"
+    delete_topics(ctx.topic, f"{ctx.topic}.dlq")
 
 
 def test_submit_tool_updates_instead_of_duplicating(e2e_context):

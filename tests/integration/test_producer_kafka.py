@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from producer.decode import decode_event
 from producer.sink import KafkaSink, dead_letter_headers, decode_headers, producer_config
-from tests.integration.conftest import KAFKA, producer_env
+from tests.integration.conftest import KAFKA, delete_topics, producer_env
 from tests.standins import recentchange_dir
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,9 @@ class Producer:
 
 @pytest.fixture
 def topic():
-    return f"it-{uuid.uuid4().hex[:8]}"
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topics(name, f"{name}.dlq")
 
 
 def canary_from(data: bytes) -> bytes:
