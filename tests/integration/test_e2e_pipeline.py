@@ -177,3 +177,21 @@ def test_full_replay_exact_rows_and_enrichment(e2e_context, wikidata_api):
         for r in e2e_context.sql(f'SELECT type, COUNT(*) AS n FROM "{ds}" GROUP BY 1')
     }
     assert by_type == {"edit": 3754, "new": 42, "log": 22}
+
+
+def test_parse_errors_are_reported(e2e_context):
+    """A record Druid cannot parse is counted and reported by the supervisor tool, not lost."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": KAFKA})
+    producer.produce(e2e_context.topic, b'{"event_time": "not a time", "wiki": "x"')
+    producer.produce(e2e_context.topic, b'{"event_time": "2018-03-07T16:16:17Z", "wiki": "ok"}')
+    assert producer.flush(30) == 0
+    e2e_context.wait_for_count(1)
+    deadline = time.monotonic() + 120
+    errors: list[str] = []
+    while not errors and time.monotonic() < deadline:
+        errors = e2e_context.druid.parse_errors(e2e_context.datasource)
+        time.sleep(2)
+    assert errors, "the unparseable record was not reported"
+    assert any("Unable to parse row" in e and "not a time" in e for e in errors), errors
