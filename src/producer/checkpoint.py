@@ -15,23 +15,41 @@ from pathlib import Path
 
 
 class CheckpointStore:
-    """A small JSON file, replaced atomically (write, fsync, rename): a crash never leaves half."""
+    """A small JSON file, replaced atomically (write, fsync, rename): a crash never leaves half.
+
+    Beside the position it keeps the ids of the most recently *delivered* events, so that after a
+    restart the replayed ones are recognised as duplicates. Only delivered ids may be kept: an id
+    of an event still in flight would make its replay look like a duplicate and lose it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def load(self) -> str | None:
-        try:
-            return json.loads(self.path.read_text("utf-8")).get("last_event_id")
-        except FileNotFoundError:
-            return None
-        except (ValueError, AttributeError) as exc:
-            raise ValueError(f"corrupt checkpoint file {self.path}: {exc}") from exc
+        return self._read().get("last_event_id")
 
-    def save(self, last_event_id: str) -> None:
+    def load_delivered_ids(self) -> list[str]:
+        return list(self._read().get("delivered_ids", []))
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise ValueError(f"corrupt checkpoint file {self.path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"corrupt checkpoint file {self.path}: not an object")
+        return data
+
+    def save(self, last_event_id: str, delivered_ids: list[str] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        payload = {"last_event_id": last_event_id, "saved_at": time.time()}
+        payload = {
+            "last_event_id": last_event_id,
+            "saved_at": time.time(),
+            "delivered_ids": delivered_ids or [],
+        }
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(payload, fh)
             fh.flush()

@@ -12,6 +12,11 @@ class RecentIds:
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 
+    def remember(self, event_ids) -> None:
+        """Seed the window, e.g. with the ids delivered before a restart."""
+        for event_id in event_ids:
+            self.seen(event_id)
+
     def seen(self, event_id: str) -> bool:
         """True if `event_id` is in the window; otherwise remembers it and returns False."""
         if self.capacity <= 0:

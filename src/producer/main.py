@@ -96,6 +96,7 @@ def run() -> None:
     install_signal_handlers(stop)
     pipeline = build_pipeline(settings)
     last_event_id = pipeline.checkpoints.load()
+    pipeline.recent.remember(pipeline.checkpoints.load_delivered_ids())
     source = open_source(
         settings.sse_url,
         settings.user_agent,

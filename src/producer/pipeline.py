@@ -9,6 +9,7 @@ dropped on purpose. The checkpoint only ever moves over finished frames.
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from collections.abc import Iterable
@@ -56,6 +57,8 @@ class Pipeline:
         self.source_name = source_name
         self.tracker = DeliveryTracker()
         self.recent = RecentIds(dedupe_window)
+        # Delivered ids persisted with the checkpoint (see CheckpointStore), newest last.
+        self.delivered_ids: deque[str] = deque(maxlen=min(dedupe_window, 2000))
         self.stats = Stats()
         self._checkpoint_interval = checkpoint_interval
         self._stats_interval = stats_interval
@@ -162,6 +165,7 @@ class Pipeline:
         def delivered(err) -> None:
             if err is None:
                 self.stats.delivered(event.type, event_epoch)
+                self.delivered_ids.append(event.event_id)
                 self.tracker.done(flight.seq)
                 return
             self.stats.add("delivery_errors")
@@ -210,7 +214,7 @@ class Pipeline:
             return
         if not force and time.monotonic() - self._saved_at < self._checkpoint_interval:
             return
-        self.checkpoints.save(position)
+        self.checkpoints.save(position, list(self.delivered_ids))
         self._saved_position = position
         self._saved_at = time.monotonic()
 

@@ -29,12 +29,20 @@ def test_frames_without_id_keep_the_last_position():
 def test_store_roundtrip_and_corruption(tmp_path):
     store = CheckpointStore(tmp_path / "sub" / "cp.json")
     assert store.load() is None
-    store.save('[{"topic":"eqiad.mediawiki.recentchange","partition":0,"timestamp":1}]')
+    assert store.load_delivered_ids() == []
+    store.save('[{"topic":"eqiad.mediawiki.recentchange","partition":0,"timestamp":1}]', ["a", "b"])
     assert store.load().startswith('[{"topic"')
+    assert store.load_delivered_ids() == ["a", "b"]
     assert not list((tmp_path / "sub").glob("*.tmp"))
     store.path.write_text("{not json")
     with pytest.raises(ValueError, match="corrupt checkpoint"):
         store.load()
+
+
+def test_recent_ids_can_be_seeded_after_a_restart():
+    r = RecentIds(10)
+    r.remember(["x", "y"])
+    assert r.seen("x") and r.seen("y") and not r.seen("z")
 
 
 def test_recent_ids_window_is_bounded():
