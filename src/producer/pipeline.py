@@ -222,6 +222,7 @@ class Pipeline:
         extra = {
             **self.enricher.take_stats(),
             "source_state": getattr(self._source, "state", None),
+            "source_reconnects": getattr(self._source, "reconnects", None),
             "breaker_state": self.enricher.breaker_state,
             "breaker_open": int(self.enricher.breaker_state != "closed"),
             "in_flight": self.tracker.in_flight,
