@@ -464,20 +464,10 @@ def spawn(cfg: Config, svc: Service) -> dict:
     prepare_dirs(cfg, svc)
     run_init(cfg, svc)
     argv = cfg.expand_argv(svc.command, svc)
-    log = open(log_file(svc.name), "ab")
-    log.write(f"\n=== nativectl start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ===\n".encode())
-    log.write(f"=== {shlex.join(argv)} ===\n".encode())
-    log.flush()
+    banner = f"nativectl start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ===\n=== {shlex.join(argv)}"
+    log = open_log(svc, banner)
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cfg.expand(svc.cwd, svc),
-            env=service_env(cfg, svc),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, start_new_session=True, **process_io(cfg, svc, log))
     except FileNotFoundError as exc:
         raise NativeError(f"{svc.name}: cannot run {argv[0]!r}: {exc}") from exc
     finally:
@@ -498,6 +488,25 @@ def prepare_dirs(cfg: Config, svc: Service) -> None:
         Path(cfg.expand(str(path), svc)).mkdir(parents=True, exist_ok=True)
 
 
+def open_log(svc: Service, banner: str):
+    """The service's log file, opened for appending, with a `=== banner ===` line written."""
+    log = open(log_file(svc.name), "ab")
+    log.write(f"\n=== {banner} ===\n".encode())
+    log.flush()
+    return log
+
+
+def process_io(cfg: Config, svc: Service, log) -> dict:
+    """Working dir, environment and stdio shared by a service and its init step."""
+    return {
+        "cwd": cfg.expand(svc.cwd, svc),
+        "env": service_env(cfg, svc),
+        "stdin": subprocess.DEVNULL,
+        "stdout": log,
+        "stderr": subprocess.STDOUT,
+    }
+
+
 def service_env(cfg: Config, svc: Service) -> dict[str, str]:
     env = dict(os.environ)
     env.update({k: cfg.expand(str(v), svc) for k, v in svc.env.items()})
@@ -513,17 +522,8 @@ def run_init(cfg: Config, svc: Service) -> None:
         return
     argv = cfg.expand_argv(svc.init["command"], svc)
     print(f"[init] {svc.name}: {shlex.join(argv[-6:])}", flush=True)
-    with open(log_file(svc.name), "ab") as log:
-        log.write(f"\n=== nativectl init: {shlex.join(argv)} ===\n".encode())
-        log.flush()
-        code = subprocess.call(
-            argv,
-            cwd=cfg.expand(svc.cwd, svc),
-            env=service_env(cfg, svc),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    with open_log(svc, f"nativectl init: {shlex.join(argv)}") as log:
+        code = subprocess.call(argv, **process_io(cfg, svc, log))
     if code != 0 or not marker.exists():
         raise NativeError(f"{svc.name}: init failed (exit {code}); see {rel(log_file(svc.name))}")
 

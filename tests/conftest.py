@@ -23,6 +23,23 @@ def pinned_versions() -> dict[str, str]:
     return pairs
 
 
+def recorded_events(path: Path) -> list[bytes]:
+    """The `data` of every frame of a recording (.sse or JSON lines), read by the producer's own
+    file source, so tests and producer agree on what a recording contains."""
+    import threading
+
+    from producer.source import FileSource
+
+    return [raw.data for raw in FileSource(path, "fast", None, threading.Event())]
+
+
+def event_ids(path: Path) -> list[str]:
+    """`meta.id` of every event of a recording, in order (duplicates kept)."""
+    from producer.decode import decode_event
+
+    return [decode_event(data).meta.id for data in recorded_events(path)]
+
+
 def recorded_files() -> list[Path]:
     """Every recorded recentchange file (JSON lines and raw SSE)."""
     root = recentchange_dir()

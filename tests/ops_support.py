@@ -231,6 +231,13 @@ class ProvisionedQuery:
     step: str
 
 
+def _query(where: str, target: dict) -> ProvisionedQuery:
+    """A dashboard target and an alert model carry the query the same way."""
+    return ProvisionedQuery(
+        where, target["expr"], target.get("queryType", "instant"), target.get("step", "1m")
+    )
+
+
 def provisioned_queries() -> list[ProvisionedQuery]:
     """Every target of every dashboard panel and the datasource query of every alert rule."""
     found = []
@@ -238,26 +245,11 @@ def provisioned_queries() -> list[ProvisionedQuery]:
         dashboard = json.loads(path.read_text())
         for panel in dashboard["panels"]:
             for target in panel.get("targets", []):
-                found.append(
-                    ProvisionedQuery(
-                        f"{dashboard['uid']} / {panel['title']}",
-                        target["expr"],
-                        target.get("queryType", "instant"),
-                        target.get("step", "1m"),
-                    )
-                )
+                found.append(_query(f"{dashboard['uid']} / {panel['title']}", target))
     rules = yaml.safe_load(ALERT_RULES.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
             for data in rule["data"]:
                 if data["datasourceUid"] != "__expr__":
-                    model = data["model"]
-                    found.append(
-                        ProvisionedQuery(
-                            f"alert {rule['uid']}",
-                            model["expr"],
-                            model.get("queryType", "instant"),
-                            model.get("step", "1m"),
-                        )
-                    )
+                    found.append(_query(f"alert {rule['uid']}", data["model"]))
     return found

@@ -91,7 +91,7 @@ class Pipeline:
                 self.publish_ready()
             self.sink.poll(0)
             self._maybe_checkpoint()
-            self.heartbeat.beat(source_state=getattr(source, "state", None))
+            self.heartbeat.beat(source_state=getattr(self._source, "state", None))
             if time.monotonic() >= next_stats:
                 self.log_stats()
                 next_stats = time.monotonic() + self._stats_interval

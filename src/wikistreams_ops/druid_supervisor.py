@@ -24,6 +24,7 @@ DEFAULT_SPEC = Path("druid/ingestion-spec.json")
 # are older than `skipOffsetFromLatest` (period granularities other than HOUR/DAY are not honoured
 # by streaming ingestion, so compaction is how segments grow).
 DEFAULT_COMPACTION = Path("druid/compaction-config.json")
+DEFAULT_DATASOURCE = "wikimedia_recentchange"  # the spec's; a unit test keeps them equal
 HEALTHY_STATES = {"RUNNING"}
 FAILED_STATES = {"UNHEALTHY_SUPERVISOR", "UNHEALTHY_TASKS", "LOST_CONTACT_WITH_STREAM"}
 
@@ -124,6 +125,13 @@ class DruidClient:
                 errors.extend(str(e.get("details", e)) for e in phase)
         return errors
 
+    def reset(self, supervisor_id: str) -> None:
+        self._call("POST", f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}/reset")
+
+    def used_datasources(self) -> list[str]:
+        """Datasources that still have used segments (the coordinator's metadata view)."""
+        return self._call("GET", f"{self.coordinator}/druid/coordinator/v1/metadata/datasources")
+
     def running_tasks(self, datasource: str) -> list[str]:
         url = f"{self.overlord}/druid/indexer/v1/tasks"
         tasks = self._call("GET", url, params={"datasource": datasource}) or []
@@ -204,7 +212,7 @@ def submit(
 
 @app.command()
 def status(
-    datasource: Annotated[str, typer.Argument()] = "wikimedia_recentchange",
+    datasource: Annotated[str, typer.Argument()] = DEFAULT_DATASOURCE,
     overlord: Overlord = "http://127.0.0.1:8081",
 ) -> None:
     """Supervisor state, lag and recent parse errors."""
@@ -218,12 +226,11 @@ def status(
 
 @app.command()
 def reset(
-    datasource: Annotated[str, typer.Argument()] = "wikimedia_recentchange",
+    datasource: Annotated[str, typer.Argument()] = DEFAULT_DATASOURCE,
     overlord: Overlord = "http://127.0.0.1:8081",
 ) -> None:
     """Forget stored offsets (e.g. after OffsetOutOfRange); resumes per useEarliestOffset."""
-    client = DruidClient(overlord)
-    client._call("POST", f"{client.overlord}/druid/indexer/v1/supervisor/{datasource}/reset")
+    DruidClient(overlord).reset(datasource)
     typer.echo(f"supervisor {datasource} reset")
 
 

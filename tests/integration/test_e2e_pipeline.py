@@ -6,7 +6,6 @@ teardown terminates the supervisor, kills its tasks and marks the segments unuse
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.decode import decode_event
 from producer.sink import ensure_topics
+from tests.conftest import event_ids
 from tests.integration.conftest import (
     BROKER,
     KAFKA,
@@ -84,8 +83,7 @@ def e2e_context(tmp_path):
     while druid.running_tasks(ctx.datasource) and time.monotonic() < deadline:
         time.sleep(2)
     assert druid.running_tasks(ctx.datasource) == [], "ingestion task left running"
-    used = druid._call("GET", f"{druid.coordinator}/druid/coordinator/v1/metadata/datasources")
-    assert ctx.datasource not in used, "datasource still has used segments"
+    assert ctx.datasource not in druid.used_datasources(), "datasource still has used segments"
     assert druid.compaction(ctx.datasource) is None, "auto-compaction config left behind"
     delete_topics(ctx.topic, f"{ctx.topic}.dlq")
 
@@ -124,15 +122,6 @@ def _recording(name: str) -> Path:
     return next(p for p in recentchange_dir().rglob(name))
 
 
-def _distinct_events(path: Path) -> dict[str, dict]:
-    events = {}
-    for line in path.read_bytes().splitlines():
-        if line.strip():
-            change = decode_event(line)
-            events.setdefault(change.meta.id, json.loads(line))
-    return events
-
-
 @pytest.mark.e2e
 @pytest.mark.smoke
 def test_smoke_recorded_events_become_queryable(e2e_context, wikidata_api):
@@ -140,14 +129,14 @@ def test_smoke_recorded_events_become_queryable(e2e_context, wikidata_api):
     path = _recording("polars-book_wikimedia_enwiki_2023-07-29.jsonl")
     result = e2e_context.run_producer(path.as_uri(), wikidata_api.url)
     assert result.returncode == 0, result.stderr[-2000:]
-    e2e_context.wait_for_count(len(_distinct_events(path)))
+    e2e_context.wait_for_count(len(set(event_ids(path))))
 
 
 @pytest.mark.e2e
 def test_full_replay_exact_rows_and_enrichment(e2e_context, wikidata_api):
     """A 3,818-event Wikidata batch: exact count, known rows by event id, labels from the API."""
     path = _recording("editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl")
-    expected = _distinct_events(path)
+    expected = set(event_ids(path))
     started = time.monotonic()
     result = e2e_context.run_producer(path.as_uri(), wikidata_api.url)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -4,25 +4,16 @@ import pytest
 
 from producer.decode import StageError, decode_event
 from producer.events import EnrichedEvent, druid_dimensions, format_event_time
-from tests.conftest import recorded_files
+from tests.conftest import recorded_events, recorded_files
 from tests.standins import REPO_ROOT
-
-
-def _lines(path):
-    if path.suffix == ".sse":
-        return [
-            line[len(b"data: ") :]
-            for line in path.read_bytes().splitlines()
-            if line.startswith(b"data: ")
-        ]
-    return [line for line in path.read_bytes().splitlines() if line.strip()]
+from wikistreams_ops.druid_supervisor import DEFAULT_DATASOURCE
 
 
 def test_every_recorded_event_validates():
     """Real events from 2018 to 2025 (with and without $schema/meta.stream) must all flow."""
     total = 0
     for path in recorded_files():
-        for data in _lines(path):
+        for data in recorded_events(path):
             change = decode_event(data)
             assert change.meta.id and change.wiki and change.server_name
             total += 1
@@ -31,7 +22,7 @@ def test_every_recorded_event_validates():
 
 def test_2018_event_maps_to_contract():
     path = next(p for p in recorded_files() if p.name.startswith("editgroups_one_qs"))
-    change = decode_event(_lines(path)[0])
+    change = decode_event(recorded_events(path)[0])
     event = EnrichedEvent.from_change(change)
     assert event.event_id == "dd8c5690-2222-11e8-a2ad-1418776134f3"
     assert event.event_time == "2018-03-07T16:16:17.000Z"
@@ -110,3 +101,4 @@ def test_druid_spec_dimensions_come_from_the_contract():
     assert spec["spec"]["ioConfig"]["inputFormat"]["type"] == "json"
     assert schema["granularitySpec"]["rollup"] is False
     assert schema["granularitySpec"]["segmentGranularity"] == "HOUR"
+    assert schema["dataSource"] == DEFAULT_DATASOURCE
