@@ -87,7 +87,17 @@ class Settings(KafkaSettings):
         50, ge=1, le=50, description="Ids per wbgetentities call (50 is the API's anonymous limit)"
     )
     enrich_batch_max_wait_ms: int = Field(
-        500, ge=0, description="Longest an event waits for its micro-batch to fill"
+        200,
+        ge=0,
+        description="Longest the API worker waits to fill a 50-id call once it holds one id "
+        "(ids also gather while a call is in flight)",
+    )
+    enrich_max_delay_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Longest an entity edit waits for its labels; then it is published with "
+        "enrichment_status=unavailable. Other events never wait. 2 s covers a batch wait plus a "
+        "slow (1 s) API answer, and keeps dashboards within seconds of live during an outage",
     )
     wikidata_timeout_seconds: float = Field(10.0, gt=0, description="Wikidata API request timeout")
     wikidata_maxlag_seconds: int = Field(5, ge=0, description="maxlag sent to the Wikidata API")
@@ -96,6 +106,16 @@ class Settings(KafkaSettings):
     )
     wikidata_retry_after_max_seconds: float = Field(
         30.0, gt=0, description="Cap on a server-sent Retry-After"
+    )
+    wikidata_retry_budget_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "Most time one API call may take, retries included; a longer server Retry-After ends"
+            " the call at once and the caller pauses that long before its next call. 10 s fits"
+            " one maxlag wait (the API asks 5 s) plus a retry; more only delays the ids queued"
+            " behind the call"
+        ),
     )
     breaker_failure_threshold: int = Field(
         3, ge=1, description="Failed API calls in a row that open the circuit breaker"

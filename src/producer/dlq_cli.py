@@ -9,15 +9,16 @@ again), records that still fail are dead-lettered anew with their new reason. No
 from __future__ import annotations
 
 import json
+import threading
 from typing import Annotated
 
 import typer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from producer.checkpoint import CheckpointStore
 from producer.config import KafkaSettings, load_settings
+from producer.health import Heartbeat
 from producer.logs import configure_logging
-from producer.main import build_pipeline
+from producer.main import build_pipeline, prepare_kafka
 from producer.sink import decode_headers
 from producer.source import RawEvent
 
@@ -97,6 +98,24 @@ def list_dead_letters(
         typer.echo(f"{shown} dead letter(s) shown from {settings.kafka_dlq_topic}", err=True)
 
 
+class DeadLetterSource:
+    """The dead letters as a pipeline source; remembers each record's offset once handed on."""
+
+    def __init__(self, consumer: Consumer, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self.offsets: list[TopicPartition] = []
+        self.state = "replaying"
+        self.reconnects = 0
+
+    def __iter__(self):
+        for msg in _records(self._consumer, self._topic, from_committed=True):
+            headers = decode_headers(msg.headers())
+            yield RawEvent(msg.value(), headers.get("sse.id") or None)
+            self.offsets.append(TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1))
+        self.state = "finished"
+
+
 @app.command()
 def replay(
     group: Annotated[
@@ -106,25 +125,23 @@ def replay(
     """Send dead letters through validate -> enrich -> publish again."""
     settings = load_settings()
     configure_logging(settings.log_level)
-    pipeline = build_pipeline(settings)
+    stop = threading.Event()
+    heartbeat = Heartbeat()
+    if not prepare_kafka(settings, stop, heartbeat):
+        raise typer.Exit(1)
     # Replays are not stream positions: keep them out of the live producer's checkpoint.
-    pipeline.checkpoints = CheckpointStore(settings.checkpoint_path.with_suffix(".replay.json"))
+    pipeline = build_pipeline(
+        settings, heartbeat, checkpoint_path=settings.checkpoint_path.with_suffix(".replay.json")
+    )
     consumer = _consumer(settings.kafka_bootstrap_servers, group)
-    replayed = []
-    for msg in _records(consumer, settings.kafka_dlq_topic, from_committed=True):
-        headers = decode_headers(msg.headers())
-        pipeline.accept(RawEvent(msg.value(), headers.get("sse.id") or None))
-        if pipeline.enricher.due():
-            pipeline.publish_ready()
-        pipeline.sink.poll(0)
-        replayed.append(TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1))
-    code = pipeline.close()
-    if code == 0 and replayed:
-        consumer.commit(offsets=_latest(replayed), asynchronous=False)
+    source = DeadLetterSource(consumer, settings.kafka_dlq_topic)
+    code = pipeline.run(source, stop)
+    if code == 0 and source.offsets:
+        consumer.commit(offsets=_latest(source.offsets), asynchronous=False)
     consumer.close()
     totals = pipeline.stats.totals
     typer.echo(
-        f"replayed {len(replayed)}: {totals['events_out']} delivered, "
+        f"replayed {len(source.offsets)}: {totals['events_out']} delivered, "
         f"{totals['dlq']} dead-lettered again, {totals['duplicates_dropped']} duplicates dropped"
     )
     raise typer.Exit(code)

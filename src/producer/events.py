@@ -11,9 +11,13 @@ field names are the contract that `druid/ingestion-spec.json` and the dashboards
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+# Druid stores these as 64-bit longs: a bigger number is bad input, not something to truncate.
+Long = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class Meta(BaseModel):
@@ -24,14 +28,23 @@ class Meta(BaseModel):
     domain: str | None = None
     stream: str | None = None
 
+    @field_validator("dt")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """Normalised once here, so a time that has no UTC form fails validation, not later."""
+        try:
+            return value.astimezone(timezone.utc)
+        except (OverflowError, ValueError) as exc:
+            raise ValueError(f"meta.dt has no UTC equivalent: {exc}") from None
+
 
 class OldNew(BaseModel):
     """`length` and `revision`: `old` is absent on new pages."""
 
     model_config = ConfigDict(extra="allow")
 
-    old: int | None = None
-    new: int | None = None
+    old: Long | None = None
+    new: Long | None = None
 
 
 class RecentChange(BaseModel):
@@ -40,9 +53,9 @@ class RecentChange(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     meta: Meta
-    id: int | None = None
+    id: Long | None = None
     type: str = Field(min_length=1)
-    namespace: int
+    namespace: Long
     title: str
     wiki: str = Field(min_length=1)
     server_name: str = Field(min_length=1)
@@ -112,50 +125,64 @@ class EnrichedEvent(BaseModel):
         labels: WikidataLabels | None = None,
         status: EnrichmentStatus = "not_applicable",
     ) -> EnrichedEvent:
-        length = change.length or OldNew()
-        revision = change.revision or OldNew()
-        labels = labels or WikidataLabels()
-        return cls(
-            event_id=change.meta.id,
-            event_time=format_event_time(change.meta.dt),
-            rc_id=change.id,
-            wiki=change.wiki,
-            server_name=change.server_name,
-            type=change.type,
-            namespace=change.namespace,
-            title=change.title,
-            user=change.user,
-            bot=change.bot,
-            minor=change.minor,
-            patrolled=change.patrolled,
-            length_old=length.old,
-            length_new=length.new,
-            length_delta=_delta(length),
-            revision_old=revision.old,
-            revision_new=revision.new,
-            comment=change.comment,
-            log_type=change.log_type,
-            log_action=change.log_action,
-            wikidata_id=wikidata_id,
-            wikidata_label_ko=labels.label_ko,
-            wikidata_label_en=labels.label_en,
-            wikidata_description_ko=labels.description_ko,
-            wikidata_description_en=labels.description_en,
-            enrichment_status=status,
-        )
+        return cls.model_validate(enriched_record(change, wikidata_id, labels, status))
 
 
-def _delta(length: OldNew) -> int | None:
-    if length.new is None:
-        return None
-    return length.new - (length.old or 0)
+def enriched_record(
+    change: RecentChange,
+    wikidata_id: str | None = None,
+    labels: WikidataLabels | None = None,
+    status: EnrichmentStatus = "not_applicable",
+) -> dict[str, Any]:
+    """The `EnrichedEvent` fields as a plain dict.
+
+    The hot path serialises this dict directly (`encode_record`): building and dumping a
+    validated model per event cost more than the rest of the pipeline together. A test checks
+    that every recorded event gives exactly what `EnrichedEvent` would.
+    """
+    length = change.length
+    revision = change.revision
+    length_new = length.new if length else None
+    return {
+        "event_id": change.meta.id,
+        "event_time": format_event_time(change.meta.dt),
+        "rc_id": change.id,
+        "wiki": change.wiki,
+        "server_name": change.server_name,
+        "type": change.type,
+        "namespace": change.namespace,
+        "title": change.title,
+        "user": change.user,
+        "bot": change.bot,
+        "minor": change.minor,
+        "patrolled": change.patrolled,
+        "length_old": length.old if length else None,
+        "length_new": length_new,
+        "length_delta": None if length_new is None else length_new - (length.old or 0),
+        "revision_old": revision.old if revision else None,
+        "revision_new": revision.new if revision else None,
+        "comment": change.comment,
+        "log_type": change.log_type,
+        "log_action": change.log_action,
+        "wikidata_id": wikidata_id,
+        "wikidata_label_ko": labels.label_ko if labels else None,
+        "wikidata_label_en": labels.label_en if labels else None,
+        "wikidata_description_ko": labels.description_ko if labels else None,
+        "wikidata_description_en": labels.description_en if labels else None,
+        "enrichment_status": status,
+    }
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """The Kafka message value: compact UTF-8 JSON, the same document `EnrichedEvent` dumps."""
+    return orjson.dumps(record)
 
 
 def format_event_time(dt: datetime) -> str:
     """UTC with milliseconds and a `Z`, one format whatever the input precision."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{dt.microsecond // 1000:03d}Z"
-    )
+    if dt.utcoffset():
+        dt = dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 TIMESTAMP_FIELD = "event_time"

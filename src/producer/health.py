@@ -1,5 +1,7 @@
 """A tiny HTTP health endpoint, so supervisors (compose, the native launcher) can tell a live
-producer from a hung one: 200 while the main loop has turned recently, 503 otherwise."""
+producer from a hung one: 503 `stalled` when the main loop has not turned for 30 s; otherwise 200,
+`ok` or `degraded` with the problems named (Kafka away, checkpoint not saved). A degraded
+producer is doing the right thing (waiting, retrying): restarting it would not help."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ class Heartbeat:
     def __init__(self) -> None:
         self.at = time.monotonic()
         self.details: dict = {}
+        self.problems: dict[str, str] = {}
 
     def beat(self, **details) -> None:
         self.at = time.monotonic()
@@ -34,9 +37,12 @@ def serve_health(heartbeat: Heartbeat, bind: str, port: int) -> ThreadingHTTPSer
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             ok = heartbeat.age < STALE_AFTER_SECONDS
+            problems = dict(heartbeat.problems)
+            status = "stalled" if not ok else ("degraded" if problems else "ok")
             body = json.dumps(
-                {"status": "ok" if ok else "stalled", "loop_age_seconds": round(heartbeat.age, 1)}
+                {"status": status, "loop_age_seconds": round(heartbeat.age, 1)}
                 | heartbeat.details
+                | {"problems": problems}
             ).encode()
             self.send_response(200 if ok else 503)
             self.send_header("Content-Type", "application/json")

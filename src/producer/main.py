@@ -15,21 +15,21 @@ import structlog
 from producer.cache import open_cache
 from producer.checkpoint import CheckpointStore
 from producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
-from producer.enrich import Enricher, make_breaker
-from producer.health import serve_health
+from producer.enrich import LabelWorkers, make_breaker
+from producer.health import Heartbeat, serve_health
 from producer.logs import configure_logging
 from producer.pipeline import Pipeline
-from producer.sink import KafkaSink, ensure_topics, producer_config
+from producer.sink import KafkaSink, ensure_topics, producer_config, wait_for_kafka
 from producer.source import open_source
 from producer.wikidata import WikidataClient
 
 log = structlog.get_logger("producer.main")
 
 
-def build_enricher(settings: Settings) -> Enricher:
-    breaker = make_breaker(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
+def build_label_workers(settings: Settings) -> LabelWorkers | None:
+    """The enrichment threads (cache lookup, API calls); None when enrichment is off."""
     if not settings.enrichment_enabled:
-        return Enricher(None, None, breaker)
+        return None
     client = WikidataClient(
         settings.wikidata_api_url,
         settings.user_agent,
@@ -37,23 +37,37 @@ def build_enricher(settings: Settings) -> Enricher:
         maxlag=settings.wikidata_maxlag_seconds,
         max_retries=settings.wikidata_max_retries,
         retry_after_cap=settings.wikidata_retry_after_max_seconds,
+        retry_budget_seconds=settings.wikidata_retry_budget_seconds,
     )
-    return Enricher(
+    return LabelWorkers(
         client,
         open_cache(settings),
-        breaker,
+        make_breaker(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
         max_ids=settings.enrich_batch_max_ids,
-        max_wait_seconds=settings.enrich_batch_max_wait_ms / 1000,
+        batch_wait_seconds=settings.enrich_batch_max_wait_ms / 1000,
     )
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
+def prepare_kafka(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> bool:
+    """Wait until Kafka answers, then create missing topics; False if stopped meanwhile."""
+    heartbeat.problems["kafka"] = "waiting for Kafka"
+    heartbeat.beat(kafka_state="connecting")
+    if not wait_for_kafka(settings.kafka_bootstrap_servers, stop, on_retry=heartbeat.beat):
+        return False
     ensure_topics(
         settings.kafka_bootstrap_servers,
         [settings.kafka_topic, settings.kafka_dlq_topic],
         settings.kafka_topic_partitions,
         settings.kafka_topic_replication,
     )
+    heartbeat.problems.pop("kafka", None)
+    heartbeat.beat(kafka_state="ok")
+    return True
+
+
+def build_pipeline(
+    settings: Settings, heartbeat: Heartbeat | None = None, checkpoint_path=None
+) -> Pipeline:
     sink = KafkaSink(
         producer_config(
             settings.kafka_bootstrap_servers, settings.kafka_compression, settings.kafka_linger_ms
@@ -63,12 +77,14 @@ def build_pipeline(settings: Settings) -> Pipeline:
     )
     return Pipeline(
         sink,
-        build_enricher(settings),
-        CheckpointStore(settings.checkpoint_path),
+        CheckpointStore(checkpoint_path or settings.checkpoint_path),
         source_name=settings.sse_url,
         dedupe_window=settings.dedupe_window,
+        workers=build_label_workers(settings),
+        enrich_max_delay=settings.enrich_max_delay_seconds,
         checkpoint_interval=settings.checkpoint_interval_seconds,
         stats_interval=settings.stats_interval_seconds,
+        heartbeat=heartbeat,
     )
 
 
@@ -94,9 +110,18 @@ def run() -> None:
     log.info("startup", version=PRODUCER_VERSION, config=settings.masked())
     stop = threading.Event()
     install_signal_handlers(stop)
-    pipeline = build_pipeline(settings)
-    last_event_id = pipeline.checkpoints.load()
-    pipeline.recent.remember(pipeline.checkpoints.load_delivered_ids())
+    heartbeat = Heartbeat()
+    if settings.health_port:
+        serve_health(heartbeat, settings.health_bind, settings.health_port)
+    if not prepare_kafka(settings, stop, heartbeat):
+        sys.exit(0)
+    pipeline = build_pipeline(settings, heartbeat)
+    try:
+        last_event_id = pipeline.checkpoints.load()
+        pipeline.recent.remember(pipeline.checkpoints.load_delivered_ids())
+    except ValueError as err:  # a corrupt checkpoint: guessing a position would lose events
+        print(f"wikistreams-producer: {err}", file=sys.stderr)
+        sys.exit(2)
     source = open_source(
         settings.sse_url,
         settings.user_agent,
@@ -109,8 +134,6 @@ def run() -> None:
         wait_at_end=settings.replay_at_end == "wait",
     )
     log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)
-    if settings.health_port:
-        serve_health(pipeline.heartbeat, settings.health_bind, settings.health_port)
     # A source that cannot go on (e.g. StreamRejected: 403 on the User-Agent) ends the run with
     # a `source_failed` error line and exit code 1, after delivering what was read.
     sys.exit(pipeline.run(source, stop))

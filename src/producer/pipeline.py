@@ -1,39 +1,63 @@
 """The producer's data path: source -> decode -> drop canaries/replays -> enrich -> Kafka.
 
-A reader thread pulls frames from the source into a bounded queue (so a slow Kafka or API pushes
-back on the network read instead of growing memory); this thread does everything else. Every
-frame gets a sequence number, and it is finished exactly once: delivered, dead-lettered or
-dropped on purpose. The checkpoint only ever moves over finished frames.
+One thread does all the per-event work, fed by one inbox: a reader thread puts the source's
+frames there (and stops reading while the inbox is full, so a slow Kafka pushes back on the
+network read instead of growing memory), and the enrichment workers put their answers there.
+Nothing on this thread waits for the network except `produce()` when Kafka's own queue is full.
+
+Every frame gets a sequence number and is finished exactly once: delivered, dead-lettered or
+dropped on purpose. Whatever goes wrong with one frame (bad bytes, a bug, a record too big for
+Kafka) dead-letters that frame with its stage and reason, and the stream goes on. The checkpoint
+only ever moves over a contiguous run of finished frames.
 """
 
 from __future__ import annotations
 
 import queue
-from collections import deque
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
+from producer.cache import CachedLabels
 from producer.checkpoint import CheckpointStore, DeliveryTracker
 from producer.decode import StageError, decode_event
 from producer.dedupe import RecentIds
-from producer.enrich import Enricher
+from producer.enrich import Answer, Enricher, LabelWorkers
+from producer.events import (
+    EnrichmentStatus,
+    Meta,
+    RecentChange,
+    encode_record,
+    enriched_record,
+)
 from producer.health import Heartbeat
-from producer.events import EnrichedEvent, RecentChange
-from producer.sink import KafkaSink, dead_letter_headers
+from producer.sink import KafkaSink, RecordTooLarge, dead_letter_headers, oversize_stub
 from producer.source import RawEvent
 from producer.stats import Stats
 
 log = structlog.get_logger("producer.pipeline")
 
-_END = object()
-IDLE_POLL_SECONDS = 0.2
+IDLE_POLL_SECONDS = 0.1
+# Inbox items handled between two rounds of housekeeping (Kafka poll, expiry, checkpoint).
+BATCH = 500
+CHECKPOINT_RETRY_MAX_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
+class _End:
+    """The source is exhausted (a file replay ended)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceFailed:
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
 class _InFlight:
     seq: int
     raw: RawEvent
@@ -43,86 +67,120 @@ class Pipeline:
     def __init__(
         self,
         sink: KafkaSink,
-        enricher: Enricher,
         checkpoints: CheckpointStore,
         source_name: str,
         dedupe_window: int,
+        workers: LabelWorkers | None = None,
+        enrich_max_delay: float = 2.0,
         checkpoint_interval: float = 1.0,
         stats_interval: float = 10.0,
-        queue_size: int = 10_000,
+        queue_size: int = 2000,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.sink = sink
-        self.enricher = enricher
         self.checkpoints = checkpoints
         self.source_name = source_name
+        self.enricher = Enricher(workers, self._publish, enrich_max_delay)
         self.tracker = DeliveryTracker()
         self.recent = RecentIds(dedupe_window)
         # Delivered ids persisted with the checkpoint (see CheckpointStore), newest last.
         self.delivered_ids: deque[str] = deque(maxlen=min(dedupe_window, 2000))
         self.stats = Stats()
+        self.heartbeat = heartbeat or Heartbeat()
+        self._enrich_max_delay = enrich_max_delay
         self._checkpoint_interval = checkpoint_interval
         self._stats_interval = stats_interval
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._queue_size = queue_size
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._saved_position: str | None = None
         self._saved_at = time.monotonic()
+        self._next_save = 0.0
+        self._save_failures = 0
         self._failed: str | None = None
         self._source: Iterable[RawEvent] | None = None
-        self.heartbeat = Heartbeat()
 
     # --- running ---------------------------------------------------------------------------
 
     def run(self, source: Iterable[RawEvent], stop: threading.Event) -> int:
         """Consume `source` until it ends or `stop` is set; returns a process exit code."""
         self._source = source
+        self.sink.on_wait = self._beat
+        if self.enricher.workers is not None:
+            self.enricher.workers.start(self._inbox.put)
         reader = threading.Thread(target=self._read, args=(source, stop), daemon=True)
         reader.start()
         next_stats = time.monotonic() + self._stats_interval
         while not stop.is_set() and self._failed is None:
-            item = self._next(self.enricher.seconds_until_due())
-            if item is _END:
+            if not self._handle_inbox():
                 break
-            if isinstance(item, BaseException):
-                self._failed = f"source failed: {type(item).__name__}: {item}"
-                log.error("source_failed", error_class=type(item).__name__, error=str(item))
-                break
-            if item is not None:
-                self.accept(item)
-            if self.enricher.due():
-                self.publish_ready()
-            self.sink.poll(0)
-            self._maybe_checkpoint()
-            self.heartbeat.beat(source_state=getattr(self._source, "state", None))
+            self._housekeeping()
             if time.monotonic() >= next_stats:
                 self.log_stats()
                 next_stats = time.monotonic() + self._stats_interval
         return self.close()
 
     def _read(self, source: Iterable[RawEvent], stop: threading.Event) -> None:
+        inbox, limit = self._inbox, self._queue_size
         try:
             for raw in source:
-                while not stop.is_set():
-                    try:
-                        self._queue.put(raw, timeout=IDLE_POLL_SECONDS)
-                        break
-                    except queue.Full:
-                        continue
+                while inbox.qsize() >= limit:
+                    if stop.wait(0.005):
+                        return
+                inbox.put(raw)
                 if stop.is_set():
                     return
-            self._queue.put(_END)
+            inbox.put(_End)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread to report
-            self._queue.put(exc)
+            inbox.put(_SourceFailed(exc))
 
-    def _next(self, wait: float | None):
+    def _handle_inbox(self) -> bool:
+        """Handle up to BATCH inbox items; False once the source has ended or failed."""
+        wait = self.enricher.seconds_to_next_deadline()
         timeout = IDLE_POLL_SECONDS if wait is None else min(wait, IDLE_POLL_SECONDS)
         try:
-            return self._queue.get(timeout=max(timeout, 0.001))
+            item = self._inbox.get(timeout=max(timeout, 0.001))
         except queue.Empty:
-            return None
+            return True
+        for _ in range(BATCH):
+            if type(item) is RawEvent:
+                self.accept(item)
+            elif type(item) is Answer:
+                self.enricher.answered(item)
+            elif item is _End:
+                return False
+            else:
+                self._failed = f"source failed: {type(item.error).__name__}: {item.error}"
+                log.error(
+                    "source_failed", error_class=type(item.error).__name__, error=str(item.error)
+                )
+                return False
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+        return True
+
+    def _housekeeping(self) -> None:
+        self.enricher.expire()
+        self.sink.poll(0)
+        self._maybe_checkpoint()
+        self._beat()
 
     def close(self) -> int:
-        """Publish what is batched, wait for Kafka, persist the position. 0 if all is well."""
-        if len(self.enricher):
-            self.publish_ready()
+        """Let parked events leave, wait for Kafka, persist the position. 0 if all is well."""
+        deadline = time.monotonic() + self._enrich_max_delay
+        while len(self.enricher) and time.monotonic() < deadline:
+            try:
+                item = self._inbox.get(timeout=0.05)
+            except queue.Empty:
+                item = None
+            if type(item) is Answer:
+                self.enricher.answered(item)
+            self.enricher.expire()
+            self.sink.poll(0)
+        self.enricher.release_all()
+        if self.enricher.workers is not None:
+            self.enricher.workers.stop()
         undelivered = self.sink.flush(30.0)
         self._maybe_checkpoint(force=True)
         self.log_stats()
@@ -140,46 +198,60 @@ class Pipeline:
     # --- stages ------------------------------------------------------------------------------
 
     def accept(self, raw: RawEvent) -> None:
-        """Decode one frame and queue it for enrichment, or finish it here."""
+        """Decode one frame and hand it to enrichment, or finish it here. Never raises."""
         flight = _InFlight(self.tracker.begin(raw.sse_id), raw)
         self.stats.add("events_in")
         try:
+            if raw.oversize_bytes is not None:
+                self._dead_letter_oversize_frame(flight)
+                return
             change = decode_event(raw.data, raw.event_type)
+            if change.is_canary:
+                self._drop(flight, "canary_dropped")
+            elif self.recent.seen(change.meta.id):
+                self._drop(flight, "duplicates_dropped")
+            else:
+                self.enricher.add(flight, change)
         except StageError as err:
             self.dead_letter(flight, err)
-            return
-        if change.is_canary:
-            self._drop(flight, "canary_dropped")
-        elif self.recent.seen(change.meta.id):
-            self._drop(flight, "duplicates_dropped")
-        else:
-            self.enricher.add(flight, change)
+        except Exception as exc:  # noqa: BLE001 - one event's bug must not stop the stream
+            self._internal_error(flight, exc)
 
-    def publish_ready(self) -> None:
-        for flight, change, event in self.enricher.flush():
-            self.publish(flight, change, event)
-
-    def publish(self, flight: _InFlight, change: RecentChange, event: EnrichedEvent) -> None:
-        event_epoch = change.meta.dt.timestamp()
-
-        def delivered(err) -> None:
-            if err is None:
-                self.stats.delivered(event.type, event_epoch)
-                self.delivered_ids.append(event.event_id)
-                self.tracker.done(flight.seq)
-                return
-            self.stats.add("delivery_errors")
-            log.error("delivery_failed", error=str(err), topic=self.sink.topic)
-            self.dead_letter(flight, StageError("produce", "KafkaError", str(err)))
-
+    def _publish(
+        self,
+        flight: _InFlight,
+        change: RecentChange,
+        entity_id: str | None,
+        labels: CachedLabels,
+        status: EnrichmentStatus,
+    ) -> None:
+        """Send one event to the enriched topic (the enricher calls this when it may leave)."""
         try:
-            value = event.model_dump_json().encode("utf-8")
-        except ValueError as exc:
-            self.dead_letter(flight, StageError.from_exception("enrich", exc))
-            return
-        self.sink.publish(f"{event.wiki}:{event.title}", value, delivered)
+            value = encode_record(enriched_record(change, entity_id, labels, status))
+            on_delivery = partial(self._delivered, flight, change.type, change.meta)
+            self.sink.publish(f"{change.wiki}:{change.title}", value, on_delivery)
+        except RecordTooLarge as exc:
+            self.dead_letter(flight, StageError("produce", "RecordTooLarge", str(exc)))
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error(flight, exc)
 
-    def dead_letter(self, flight: _InFlight, err: StageError) -> None:
+    def _delivered(self, flight: _InFlight, event_type: str, meta: Meta, err, _msg) -> None:
+        if err is None:
+            self.stats.delivered(event_type, meta.dt.timestamp())
+            self.delivered_ids.append(meta.id)
+            self.tracker.done(flight.seq)
+            if self.sink.state != "ok":
+                self.sink.reachable()
+            return
+        self.stats.add("delivery_errors")
+        log.error("delivery_failed", error=str(err), topic=self.sink.topic)
+        self.dead_letter(flight, StageError("produce", "KafkaError", str(err)))
+
+    def dead_letter(
+        self, flight: _InFlight, err: StageError, extra: dict[str, str] | None = None
+    ) -> None:
+        """Send the frame's original bytes to the dead-letter topic with the reason."""
+        value, stub = oversize_stub(flight.raw.data)
         log.warning(
             "dead_letter",
             stage=err.stage,
@@ -188,35 +260,97 @@ class Pipeline:
             sse_id=flight.raw.sse_id,
         )
         headers = dead_letter_headers(
-            err.stage, err.error_class, str(err), flight.raw.sse_id, self.source_name
+            err.stage,
+            err.error_class,
+            str(err),
+            flight.raw.sse_id,
+            self.source_name,
+            extra={**stub, **(extra or {})},
         )
+        try:
+            self.sink.dead_letter(value, headers, partial(self._dead_lettered, flight))
+        except Exception as exc:  # noqa: BLE001 - neither topic takes it: stop, replay later
+            self._fail(f"dead-letter produce failed: {type(exc).__name__}: {exc}")
 
-        def delivered(dlq_err) -> None:
-            if dlq_err is None:
-                self.stats.add("dlq")
-                self.tracker.done(flight.seq)
-            else:
-                # Neither topic took it: stop here, so a restart replays it from the checkpoint.
-                self._failed = f"dead-letter delivery failed: {dlq_err}"
-                log.error("delivery_failed", error=str(dlq_err), topic=self.sink.dlq_topic)
+    def _dead_lettered(self, flight: _InFlight, err, _msg) -> None:
+        if err is None:
+            self.stats.add("dlq")
+            self.tracker.done(flight.seq)
+        else:
+            # Neither topic took it: stop here, so a restart replays it from the checkpoint.
+            self._fail(f"dead-letter delivery failed: {err}")
 
-        self.sink.dead_letter(flight.raw.data, headers, delivered)
+    def _dead_letter_oversize_frame(self, flight: _InFlight) -> None:
+        raw = flight.raw
+        size = raw.oversize_bytes or 0
+        err = StageError("source", "FrameTooLarge", f"SSE frame of {size} bytes over the limit")
+        extra = {"original.size": str(size), "original.sha256": raw.sha256 or ""}
+        self.dead_letter(flight, err, extra)
+
+    def _internal_error(self, flight: _InFlight, exc: Exception) -> None:
+        log.error(
+            "internal_error",
+            error_class=type(exc).__name__,
+            error=str(exc)[:500],
+            sse_id=flight.raw.sse_id,
+            exc_info=exc,
+        )
+        self.dead_letter(flight, StageError.from_exception("internal", exc))
 
     def _drop(self, flight: _InFlight, counter: str) -> None:
         self.stats.add(counter)
         self.tracker.done(flight.seq)
 
+    def _fail(self, reason: str) -> None:
+        self._failed = reason
+        log.error("pipeline_failed", error=reason, topic=self.sink.dlq_topic)
+
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _maybe_checkpoint(self, force: bool = False) -> None:
+        """Persist the position; a failed save (full disk) is retried, never fatal."""
         position = self.tracker.position
         if position is None or position == self._saved_position:
             return
-        if not force and time.monotonic() - self._saved_at < self._checkpoint_interval:
+        now = time.monotonic()
+        if not force and now < self._next_save:
             return
-        self.checkpoints.save(position, list(self.delivered_ids))
+        try:
+            self.checkpoints.save(position, list(self.delivered_ids))
+        except Exception as exc:  # noqa: BLE001 - OSError, CheckpointError: all retried
+            self._save_failures += 1
+            retry_in = min(
+                CHECKPOINT_RETRY_MAX_SECONDS, self._checkpoint_interval * 2**self._save_failures
+            )
+            self._next_save = now + retry_in
+            self.heartbeat.problems["checkpoint"] = f"{type(exc).__name__}: {exc}"[:300]
+            log.error(
+                "checkpoint_save_failed",
+                error_class=type(exc).__name__,
+                error=str(exc)[:300],
+                failures=self._save_failures,
+                retry_in_seconds=retry_in,
+            )
+            return
+        if self._save_failures:
+            log.info("checkpoint_save_recovered", failures=self._save_failures)
+            self._save_failures = 0
+            self.heartbeat.problems.pop("checkpoint", None)
         self._saved_position = position
-        self._saved_at = time.monotonic()
+        self._saved_at = now
+        self._next_save = now + self._checkpoint_interval
+
+    def _beat(self) -> None:
+        problems = self.heartbeat.problems
+        if self.sink.state != "ok":
+            problems["kafka"] = f"Kafka {self.sink.state}"
+        else:
+            problems.pop("kafka", None)
+        self.heartbeat.beat(
+            source_state=getattr(self._source, "state", None),
+            kafka_state=self.sink.state,
+            breaker_state=self.enricher.breaker_state,
+        )
 
     def log_stats(self) -> None:
         extra = {
@@ -225,9 +359,11 @@ class Pipeline:
             "source_reconnects": getattr(self._source, "reconnects", None),
             "breaker_state": self.enricher.breaker_state,
             "breaker_open": int(self.enricher.breaker_state != "closed"),
+            "kafka_state": self.sink.state,
             "in_flight": self.tracker.in_flight,
             "checkpoint_age_seconds": round(time.monotonic() - self._saved_at, 3),
             "checkpoint": self._saved_position,
+            "checkpoint_failures": self._save_failures,
         }
         line = self.stats.report(extra)
         keys = ("source_state", "total_events_out", "event_lag_seconds", "breaker_state")

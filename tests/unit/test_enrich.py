@@ -1,11 +1,18 @@
+"""The enrichment stage against the Wikidata stand-in (real HTTP over loopback, recorded data).
+
+The `Enricher` runs on the test's thread as it does on the pipeline's; the `LabelWorkers` threads
+answer through a queue that the test pumps, like the pipeline's inbox.
+"""
+
 import json
+import queue
 import time
 
 import pytest
 
 from producer.cache import SqliteLabelCache
 from producer.decode import decode_event
-from producer.enrich import Enricher, make_breaker
+from producer.enrich import Answer, Enricher, LabelWorkers, make_breaker
 from producer.events import WikidataLabels
 from producer.wikidata import WikidataClient
 from tests.conftest import USER_AGENT
@@ -33,81 +40,161 @@ def cache(tmp_path):
     c.close()
 
 
-def enricher(wikidata, cache, **kw):
-    client = WikidataClient(wikidata.url, USER_AGENT, timeout=1, max_retries=0)
-    breaker = make_breaker(kw.pop("fail_max", 3), kw.pop("reset", 60))
-    return Enricher(client, cache, breaker, **kw)
+class Stage:
+    """An enricher with real workers, and what it emitted, in order."""
+
+    def __init__(self, wikidata, cache, max_delay=5.0, fail_max=3, reset=60.0, **client_kw):
+        client_kw.setdefault("timeout", 2)
+        client_kw.setdefault("max_retries", 0)
+        client = WikidataClient(wikidata.url, USER_AGENT, **client_kw)
+        self.workers = LabelWorkers(
+            client, cache, make_breaker(fail_max, reset), batch_wait_seconds=0.05
+        )
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.emitted: list[tuple] = []
+        self.enricher = Enricher(self.workers, self._emit, max_delay_seconds=max_delay)
+        self.workers.start(self.inbox.put)
+
+    def _emit(self, item, change_, entity_id, labels, status):
+        self.emitted.append((item, entity_id, labels, status))
+
+    def pump(self, until, timeout=10.0):
+        """Feed answers to the enricher until `until()` holds; fails the test on timeout."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"timed out; emitted {self.emitted}"
+            try:
+                self.enricher.answered(self.inbox.get(timeout=0.05))
+            except queue.Empty:
+                pass
+            self.enricher.expire()
+
+    def statuses(self):
+        return {item: status for item, _eid, _labels, status in self.emitted}
+
+    def close(self):
+        self.workers.stop()
 
 
-def test_one_call_serves_fifty_ids_and_order_is_kept(wikidata, cache):
-    e = enricher(wikidata, cache, max_wait_seconds=60)
-    titles = [f"Q{i}" for i in range(1000, 1120)] + ["Q42"]
+@pytest.fixture
+def stage_factory(wikidata, cache):
+    stages = []
+
+    def make(**kw):
+        stages.append(Stage(wikidata, cache, **kw))
+        return stages[-1]
+
+    yield make
+    for s in stages:
+        s.close()
+
+
+def test_events_without_an_entity_leave_at_once_even_while_the_api_is_slow(
+    wikidata, stage_factory
+):
+    wikidata.behaviour.delay_seconds = 1.0
+    stage = stage_factory()
+    stage.enricher.add("q", change("Q42"))
+    stage.enricher.add("en", change("Some page", wiki="enwiki"))
+    stage.enricher.add("p", change("Wikidata:Project chat", ns=4))
+    # Emitted inside add(): nothing waited for the API call in flight.
+    assert [item for item, *_ in stage.emitted] == ["en", "p"]
+    stage.pump(lambda: len(stage.emitted) == 3)
+    item, entity_id, labels, status = stage.emitted[-1]
+    assert (item, entity_id, status) == ("q", "Q42", "enriched")
+    assert labels.label_en == "Douglas Adams"
+
+
+def test_edits_of_one_page_leave_in_order(wikidata, stage_factory):
+    wikidata.behaviour.delay_seconds = 0.3
+    stage = stage_factory()
+    stage.enricher.add("q42-a", change("Q42", n=1))
+    stage.enricher.add("other", change("Other", wiki="enwiki"))
+    stage.enricher.add("q42-b", change("Q42", n=2))
+    # A later log entry on the same page (no entity lookup of its own) waits behind it too.
+    stage.enricher.add("q42-log", change("Q42", ns=0, n=3))
+    assert [item for item, *_ in stage.emitted] == ["other"]
+    stage.pump(lambda: len(stage.emitted) == 4)
+    assert [item for item, *_ in stage.emitted] == ["other", "q42-a", "q42-b", "q42-log"]
+    assert len(wikidata.behaviour.requests) == 1
+
+
+def test_one_call_serves_up_to_fifty_ids_in_series(wikidata, stage_factory):
+    wikidata.behaviour.delay_seconds = 0.2
+    stage = stage_factory()
+    titles = [f"Q{i}" for i in range(1000, 1120)]
     for i, title in enumerate(titles):
-        e.add(i, change(title))
-        e.add(f"en-{i}", change("Some page", wiki="enwiki"))
-        if e.due():
-            break
-    # 50 distinct uncached ids make a batch due without waiting.
-    assert e.due() and len(e) == 100
-    out = e.flush()
-    assert [item for item, _c, _e in out][:4] == [0, "en-0", 1, "en-1"]
-    assert len(wikidata.behaviour.requests) == 1
-    assert len(wikidata.behaviour.requests[0]["ids"].split("|")) == 50
-    statuses = [ev.enrichment_status for _i, _c, ev in out]
-    assert statuses.count("not_applicable") == 50 and "unavailable" not in statuses
+        stage.enricher.add(i, change(title))
+    stage.pump(lambda: len(stage.emitted) == len(titles))
+    sizes = [len(r["ids"].split("|")) for r in wikidata.behaviour.requests]
+    assert sum(sizes) == len(titles) and max(sizes) == 50
+    assert set(stage.statuses().values()) <= {"enriched", "not_found"}
 
 
-def test_labels_come_from_api_then_cache(wikidata, cache):
-    e = enricher(wikidata, cache, max_wait_seconds=0)
-    e.add(1, change("Q42"))
-    e.add(2, change("Property:P31", ns=120))
-    e.add(3, change("Q6"))
-    events = [ev for _i, _c, ev in e.flush()]
-    assert events[0].wikidata_label_ko == "더글러스 애덤스"
-    assert events[0].enrichment_status == "enriched"
-    assert events[1].wikidata_id == "P31" and events[1].wikidata_label_en == "instance of"
-    assert events[2].enrichment_status == "not_found"
-    e.add(4, change("Q42", n=1))
-    e.add(5, change("Q6", n=1))
-    assert e.due(), "all ids cached: nothing to wait for"
-    again = [ev for _i, _c, ev in e.flush()]
-    assert again[0].wikidata_label_en == "Douglas Adams"
-    assert again[1].enrichment_status == "not_found"
-    assert len(wikidata.behaviour.requests) == 1
-    assert (cache.hits, cache.misses) == (2, 3)
+def test_a_late_answer_makes_the_event_unavailable_but_fills_memory(wikidata, stage_factory):
+    wikidata.behaviour.delay_seconds = 1.0
+    stage = stage_factory(max_delay=0.2)
+    stage.enricher.add("first", change("Q42", n=1))
+    stage.pump(lambda: stage.emitted)
+    assert stage.emitted[0][3] == "unavailable"
+    # The answer still arrives and is remembered: the next edit of Q42 needs no call.
+    stage.pump(lambda: "Q42" in stage.enricher._memory)
+    calls = len(wikidata.behaviour.requests)
+    stage.enricher.add("second", change("Q42", n=2))
+    assert stage.emitted[-1][0] == "second" and stage.emitted[-1][3] == "enriched"
+    assert len(wikidata.behaviour.requests) == calls
 
 
-def test_breaker_opens_passes_events_through_and_recovers(wikidata, cache):
-    e = enricher(wikidata, cache, fail_max=2, reset=0.5, max_wait_seconds=0)
+def test_cache_answers_without_the_api(wikidata, cache, stage_factory):
+    cache.put_many({"Q5": WikidataLabels(label_en="human")}, ["Q999999999"])
+    stage = stage_factory()
+    stage.enricher.add("q5", change("Q5"))
+    stage.enricher.add("gone", change("Q999999999"))
+    stage.pump(lambda: len(stage.emitted) == 2)
+    assert stage.statuses() == {"q5": "enriched", "gone": "not_found"}
+    assert stage.emitted[0][2].label_en == "human"
+    assert wikidata.behaviour.requests == []
+
+
+def test_outage_opens_the_breaker_and_events_go_on_unavailable(wikidata, stage_factory):
     wikidata.behaviour.down = True
-    for n in range(4):
-        e.add(n, change(f"Q{100 + n}"))
-        (_, _, event), *_ = e.flush()
-        assert event.enrichment_status == "unavailable"
-    assert e.breaker_state == "open"
-    assert len(wikidata.behaviour.requests) == 2, "an open breaker makes no calls"
-    wikidata.behaviour.down = False
-    time.sleep(0.6)
-    e.add(9, change("Q42"))
-    (_, _, event), *_ = e.flush()
-    assert event.enrichment_status == "enriched"
-    assert e.breaker_state == "closed"
-    stats = e.take_stats()
-    assert stats["api_calls"] == 3 and stats["api_errors"] == 2
+    stage = stage_factory(fail_max=2, reset=60.0)
+    for i in range(6):
+        stage.enricher.add(i, change(f"Q{2000 + i}"))
+        stage.pump(lambda: len(stage.emitted) == i + 1)
+    assert set(stage.statuses().values()) == {"unavailable"}
+    assert stage.workers.breaker_state == "open"
+    # Two failed calls opened it; after that no request reaches the API.
+    assert len(wikidata.behaviour.requests) == 2
 
 
-def test_unavailable_is_not_cached(wikidata, cache):
-    e = enricher(wikidata, cache, max_wait_seconds=0)
-    wikidata.behaviour.down = True
-    e.add(1, change("Q42"))
-    e.flush()
-    assert cache.get_many(["Q42"]) == {}
+def test_retry_after_beyond_the_budget_pauses_the_worker_not_the_stream(wikidata, stage_factory):
+    wikidata.behaviour.maxlag_next = 1
+    wikidata.behaviour.retry_after = "30"
+    stage = stage_factory(max_retries=3, retry_budget_seconds=5.0)
+    stage.enricher.add("a", change("Q42"))
+    stage.pump(lambda: stage.emitted)
+    assert stage.emitted[0][3] == "unavailable"
+    assert stage.workers.paused_seconds > 20
+    # While paused, new ids are answered at once without calling the API.
+    stage.enricher.add("b", change("Q5"))
+    stage.pump(lambda: len(stage.emitted) == 2, timeout=2.0)
+    assert stage.emitted[1][3] == "unavailable"
+    assert len(wikidata.behaviour.requests) == 1
 
 
-def test_sqlite_cache_ttls(cache):
-    cache.put_many({"Q1": WikidataLabels(label_en="universe", label_ko="우주")}, ["Q6"])
-    got = cache.get_many(["Q1", "Q6", "Q7"])
-    assert got["Q1"].label_ko == "우주" and got["Q6"] is None and "Q7" not in got
-    cache.negative_ttl = -1  # expired on arrival
-    cache.put_many({}, ["Q8"])
-    assert "Q8" not in cache.get_many(["Q8"])
+def test_release_all_emits_everything_in_order(wikidata, stage_factory):
+    wikidata.behaviour.delay_seconds = 2.0
+    stage = stage_factory()
+    stage.enricher.add("a", change("Q42", n=1))
+    stage.enricher.add("b", change("Q42", n=2))
+    stage.enricher.release_all()
+    assert [(i, s) for i, _e, _l, s in stage.emitted] == [("a", "unavailable"), ("b", "unavailable")]
+    assert len(stage.enricher) == 0
+
+
+def test_answers_for_ids_nobody_waits_on_are_harmless(wikidata, stage_factory):
+    stage = stage_factory()
+    stage.enricher.answered(Answer({"Q1": None}, ("Q2",)))
+    stage.enricher.add("q1", change("Q1"))
+    assert stage.emitted == [("q1", "Q1", None, "not_found")]
