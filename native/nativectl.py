@@ -4,8 +4,10 @@
 Why this exists: the target machines have Java and Maven but no container engine, so the real
 servers run as plain JVM processes whose jars Maven resolves from Central. What runs, and how, is
 data in native/services.toml; this file only knows how to resolve libs, start processes in
-dependency order, check health, and stop exactly the processes it started (pid files under
-var/run/). Standard library only, so it works before any virtualenv exists.
+dependency order, check health, keep them running (a small keeper process per service restarts
+it with exponential backoff after an unexpected exit, like compose's `restart: unless-stopped`),
+and stop exactly the processes it started (pid and keeper files under var/run/). Standard library
+only, so it works before any virtualenv exists.
 
     python3 native/nativectl.py up [NAME|GROUP ...]
     python3 native/nativectl.py down [NAME|GROUP ...]
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -30,8 +33,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,7 @@ class Service:
     start_timeout: float = 120
     stop_timeout: float = 30
     init: dict | None = None
+    restart: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Config:
     variables: dict
     libs: dict[str, Lib]
     services: dict[str, Service]
+    path: Path = SERVICES_FILE
 
     def expand(self, value: str, svc: Service | None = None) -> str:
         """Replace {placeholders}; unknown names fail loudly so typos do not start broken JVMs."""
@@ -178,7 +181,7 @@ def load_config(path: Path = SERVICES_FILE) -> Config:
         if unknown:
             raise NativeError(f"services.{name}: unknown keys {sorted(unknown)}")
         services[name] = Service(name=name, **spec)
-    cfg = Config(read_versions(), dict(raw.get("vars", {})), libs, services)
+    cfg = Config(read_versions(), dict(raw.get("vars", {})), libs, services, Path(path).resolve())
     validate(cfg)
     return cfg
 
@@ -193,6 +196,9 @@ def validate(cfg: Config) -> None:
             raise NativeError(f"{svc.name} uses unknown lib {svc.lib!r}")
         if len(svc.health) != 1 or next(iter(svc.health)) not in HEALTH_CHECKS:
             raise NativeError(f"{svc.name}: health must be one of {sorted(HEALTH_CHECKS)}")
+        unknown = set(svc.restart) - {"backoff", "max_backoff", "reset_after"}
+        if unknown:
+            raise NativeError(f"{svc.name}: unknown restart keys {sorted(unknown)}")
     topo_order(cfg, list(cfg.services))
 
 
@@ -275,6 +281,8 @@ def topo_order(cfg: Config, names: list[str]) -> list[str]:
 
 def lib_stamp(cfg: Config, lib: Lib) -> str:
     """Identity of a resolved lib: the POM bytes plus the properties it was resolved with."""
+    import hashlib  # here, not at the top: OpenSSL costs each keeper process ~4 MiB of RSS
+
     pom = Path(cfg.expand(lib.pom))
     props = {k: cfg.expand(v) for k, v in sorted(lib.properties.items())}
     digest = hashlib.sha256(pom.read_bytes() + json.dumps(props).encode()).hexdigest()
@@ -395,18 +403,34 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def read_pid(name: str) -> dict | None:
-    """The pid record of a service we started, or None if it is not running (stale file removed)."""
-    path = pid_file(name)
+def read_json(path: Path) -> dict | None:
     try:
-        record = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if proc_start_ticks(record["pid"]) != record.get("start_ticks"):
-        path.unlink(missing_ok=True)
-        reap(record["pid"])
-        return None
-    return record
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Replace the file in one step (rename), so a concurrent `status` never reads half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)
+
+
+def alive(record: dict) -> bool:
+    """True while the recorded process runs: same pid *and* kernel start time, not a zombie."""
+    reap(record["pid"])
+    return proc_start_ticks(record["pid"]) == record.get("start_ticks")
+
+
+def read_pid(name: str) -> dict | None:
+    """The pid record of a running service process, or None.
+
+    A stale file is left in place: while a keeper waits to restart its service it owns the file
+    and overwrites it on the next start; `down` and `clean` remove what is left over.
+    """
+    record = read_json(pid_file(name))
+    return record if record is not None and alive(record) else None
 
 
 def reap(pid: int) -> None:
@@ -453,23 +477,25 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def spawn(cfg: Config, svc: Service) -> dict:
-    """Start a service in its own session (Ctrl-C in the terminal must not reach it); record it."""
+def check_ports_free(svc: Service) -> None:
     for port in svc.ports:
         if port_open("127.0.0.1", port):
             raise NativeError(
                 f"{svc.name}: port {port} is already in use by a process nativectl did not start "
                 f"(see `ss -ltnp 'sport = :{port}'`)"
             )
+
+
+def start_process(cfg: Config, svc: Service, argv: list[str]) -> tuple[subprocess.Popen, dict]:
+    """Start the command in its own session (Ctrl-C in a terminal must not reach it); record it.
+
+    Its own process group also lets `terminate` stop everything the service forked at once.
+    """
     prepare_dirs(cfg, svc)
-    run_init(cfg, svc)
-    argv = cfg.expand_argv(svc.command, svc)
     banner = f"nativectl start {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ===\n=== {shlex.join(argv)}"
     log = open_log(svc, banner)
     try:
         proc = subprocess.Popen(argv, start_new_session=True, **process_io(cfg, svc, log))
-    except FileNotFoundError as exc:
-        raise NativeError(f"{svc.name}: cannot run {argv[0]!r}: {exc}") from exc
     finally:
         log.close()
     record = {
@@ -479,8 +505,8 @@ def spawn(cfg: Config, svc: Service) -> dict:
         "started": time.time(),
         "argv": argv,
     }
-    pid_file(svc.name).write_text(json.dumps(record) + "\n")
-    return record
+    write_json(pid_file(svc.name), record)
+    return proc, record
 
 
 def prepare_dirs(cfg: Config, svc: Service) -> None:
@@ -568,6 +594,260 @@ def wait_reaped(pids: list[int], seconds: float) -> None:
         time.sleep(0.1)
 
 
+# ─── supervision ───────────────────────────────────────────────────────────────────────────────
+
+
+KEEPER_REGISTER_SECONDS = 15.0
+
+
+def keeper_file(name: str) -> Path:
+    return RUN_DIR / f"{name}.keeper"
+
+
+def lock_file(name: str) -> Path:
+    return RUN_DIR / f"{name}.lock"
+
+
+def read_keeper(name: str) -> dict | None:
+    """What a live keeper publishes (restarts, last exit, next start), or None if none runs."""
+    state = read_json(keeper_file(name))
+    return state if state is not None and alive(state) else None
+
+
+def describe_exit(code: int) -> str:
+    """`exit 3`, or the signal's name: Popen reports a death by signal N as -N."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+@dataclass
+class Backoff:
+    """Delay before a restart: `backoff` seconds, doubled per quick exit, at most `max_backoff`.
+
+    A run that lasted `reset_after` seconds counts as a success, so a service that crashes once a
+    day restarts after 1 s, while one that crashes on start is retried ever more slowly.
+    """
+
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    reset_after: float = 60.0
+    failures: int = 0
+
+    def delay(self, uptime: float) -> float:
+        if uptime >= self.reset_after:
+            self.failures = 0
+        wait = min(self.max_backoff, self.backoff * 2**self.failures)
+        if wait < self.max_backoff:
+            self.failures += 1
+        return wait
+
+
+class Stop(Exception):
+    """SIGTERM or SIGINT reached a keeper while it waits: stop the service for good."""
+
+
+class Keeper:
+    """`nativectl.py keep NAME`: runs one service and restarts it after every exit until SIGTERM.
+
+    One keeper per service rather than one daemon for all: a service keeps the environment of the
+    `up` that started it (e.g. SSE_URL), `down NAME` is one signal to that service's keeper, and a
+    failing keeper affects one service only. Its state (restart count, last exit) is a JSON file
+    in var/run that `status` reads; its messages go to the service's log.
+    """
+
+    def __init__(self, cfg: Config, svc: Service):
+        self.cfg, self.svc = cfg, svc
+        self.argv = cfg.expand_argv(svc.command, svc)
+        self.backoff = Backoff(**svc.restart)
+        self.record: dict | None = None  # pid record of the running service process
+        self.stopping = False
+        self.interruptible = False
+        me = os.getpid()
+        self.state = {
+            "pid": me,
+            "start_ticks": proc_start_ticks(me),
+            "restarts": 0,
+            "last_exit": None,
+            "last_exit_at": None,
+            "next_start": None,
+            "outcome": None,
+        }
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.save()
+        try:
+            while True:
+                code, uptime = self.run_once()
+                delay = self.backoff.delay(uptime)
+                now = time.time()
+                self.state.update(
+                    last_exit=describe_exit(code), last_exit_at=now, next_start=now + delay
+                )
+                self.save()
+                self.say(
+                    f"{self.svc.name} exited ({describe_exit(code)}) after {uptime:.1f}s; "
+                    f"restart #{self.state['restarts'] + 1} in {delay:g}s"
+                )
+                self.pause(time.sleep, delay)
+                self.state["restarts"] += 1
+        except Stop:
+            pass
+        finally:
+            self.state.update(outcome=self.stop_child(), next_start=None)
+            self.save()
+
+    def run_once(self) -> tuple[int, float]:
+        """Start the command, wait until it exits; returns (exit code, seconds it ran)."""
+        began = time.monotonic()
+        try:
+            proc, self.record = start_process(self.cfg, self.svc, self.argv)
+        except OSError as exc:
+            self.say(f"cannot run {self.argv[0]!r}: {exc}")
+            return 127, 0.0
+        self.state["next_start"] = None
+        self.save()
+        code = self.pause(proc.wait)
+        if group_pids(self.record["pgid"]):
+            # Like a container: what the dead process forked must not keep its ports.
+            self.say(f"stopping what is left of {self.svc.name}'s process group")
+            terminate(self.svc, self.record)
+        self.record = None
+        pid_file(self.svc.name).unlink(missing_ok=True)
+        return code, time.monotonic() - began
+
+    def stop_child(self) -> str:
+        """SIGTERM the service's process group, SIGKILL after stop_timeout; how it ended."""
+        if self.record is None:
+            outcome = "stopped (was waiting to restart)"
+        else:
+            outcome = terminate(self.svc, self.record)
+        self.record = None
+        pid_file(self.svc.name).unlink(missing_ok=True)
+        return outcome
+
+    def pause(self, wait, *args):
+        """Block in `wait` (the service's exit, a backoff sleep) where a stop request may cut in.
+
+        Elsewhere a signal only sets a flag, so it never interrupts the keeper half-way through
+        starting a process or writing its state.
+        """
+        self.interruptible = True
+        try:
+            if self.stopping:
+                raise Stop
+            return wait(*args)
+        finally:
+            self.interruptible = False
+
+    def _on_signal(self, _signum, _frame) -> None:
+        self.stopping = True
+        if self.interruptible:
+            raise Stop
+
+    def save(self) -> None:
+        write_json(keeper_file(self.svc.name), self.state)
+
+    def say(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        print(f"=== nativectl keeper {stamp}: {message} ===", flush=True)
+
+
+@contextlib.contextmanager
+def launch_lock(name: str):
+    """Serialise starting one service across nativectl processes (two `up`s, `with_stack.py`).
+
+    Without it both could find the service stopped and start a keeper each; the loser's clean-up
+    would then orphan the winner's keeper.
+    """
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(lock_file(name), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def launch(cfg: Config, svc: Service) -> dict | None:
+    """Check ports, run the init step, start the service's keeper; return the service's pid record
+    (None if it exited at once).
+
+    Returns once the keeper has started the service (or recorded why it could not), so the
+    caller's health polling sees either a process or its exit.
+    """
+    check_ports_free(svc)
+    prepare_dirs(cfg, svc)
+    run_init(cfg, svc)
+    for stale in (pid_file(svc.name), keeper_file(svc.name)):
+        stale.unlink(missing_ok=True)
+    argv = [sys.executable, str(Path(__file__).resolve()), "keep", svc.name]
+    argv += ["--services", str(cfg.path)]
+    with open(log_file(svc.name), "ab") as log:
+        keeper = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + KEEPER_REGISTER_SECONDS
+    while time.monotonic() < deadline and keeper.poll() is None:
+        state = read_keeper(svc.name)
+        record = read_pid(svc.name)
+        if state is not None and (record is not None or state["last_exit"]):
+            return record
+        time.sleep(0.05)
+    if keeper.poll() is None:
+        keeper.terminate()
+    show_tail(svc.name)
+    raise NativeError(f"{svc.name}: its keeper did not start; see {rel(log_file(svc.name))}")
+
+
+def stop_service(cfg: Config, name: str, pids: list[int]) -> str | None:
+    """Stop one service for good: its keeper first (so nothing restarts it), then any process
+    left without one (started by an older nativectl, or its keeper was killed). None if nothing
+    ran. Appends the pids that exited to `pids`."""
+    svc = cfg.services[name]
+    keeper, record = read_keeper(name), read_pid(name)
+    outcome = None
+    if keeper is not None:
+        pids.append(keeper["pid"])
+        outcome = stop_keeper(svc, keeper)
+    record = read_pid(name) or record
+    if record is not None:
+        pids.append(record["pid"])
+        if alive(record):
+            outcome = terminate(svc, record)
+    for path in (pid_file(name), keeper_file(name)):
+        path.unlink(missing_ok=True)
+    return outcome
+
+
+def stop_keeper(svc: Service, keeper: dict) -> str:
+    """SIGTERM the keeper, which stops its service and exits; SIGKILL it if it hangs."""
+    try:
+        os.kill(keeper["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + svc.stop_timeout + 10
+    while alive(keeper):
+        if time.monotonic() > deadline:
+            os.kill(keeper["pid"], signal.SIGKILL)
+            return "keeper did not exit; killed it"
+        time.sleep(0.1)
+    final = read_json(keeper_file(svc.name)) or {}
+    return final.get("outcome") or "stopped"
+
+
+def service_running(name: str) -> bool:
+    """A service runs while its keeper or its process does (a keeper may be between restarts)."""
+    return read_keeper(name) is not None or read_pid(name) is not None
+
+
 # ─── health ────────────────────────────────────────────────────────────────────────────────────
 
 
@@ -578,6 +858,9 @@ def split_hostport(target: str) -> tuple[str, int]:
 
 def check_http(url: str) -> bool:
     """Healthy when the URL answers 2xx quickly (Druid's /status/health)."""
+    import urllib.error  # here, not at the top: keepers never check health, and urllib.request
+    import urllib.request  # (ssl, http, email) would cost each of them ~7 MiB of RSS
+
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
             return 200 <= resp.status < 300
@@ -644,6 +927,7 @@ def rel(path: Path | str) -> str:
 def up(cfg: Config, names: list[str] | None = None, started: list[str] | None = None) -> list[str]:
     """Start what is not running (dependencies first), wait for health; returns what it started.
 
+    Every service runs under its own keeper, which restarts it after an unexpected exit.
     Services start in waves: everything whose needs are healthy is launched together, so the
     Druid processes boot in parallel once ZooKeeper and the coordinator answer. `started` is
     filled in place, so a caller that is interrupted half-way still knows what to stop.
@@ -651,11 +935,14 @@ def up(cfg: Config, names: list[str] | None = None, started: list[str] | None = 
     order = topo_order(cfg, with_needs(cfg, resolve_names(cfg, names)))
     started = [] if started is None else started
     launched: dict[str, float] = {}
-    pending = [n for n in order if read_pid(n) is None]
+    pending = [n for n in order if not service_running(n)]
     ensure_libs(cfg, pending)
     waiting = [n for n in order if n not in pending]
     if not pending:
         print(f"[up] already running: {', '.join(order)}")
+    for name in waiting:
+        if read_keeper(name) is None:
+            print(f"[up] {name}: running without a keeper (no restarts); {RESUPERVISE}")
     try:
         wait_loop(cfg, pending, waiting, launched, started)
     except BaseException:
@@ -673,13 +960,17 @@ def wait_loop(cfg, pending, waiting, launched, started) -> None:
     while pending or waiting:
         for name in list(pending):
             if all(need in ok for need in cfg.services[name].needs):
-                svc = cfg.services[name]
-                record = spawn(cfg, svc)
                 pending.remove(name)
                 waiting.append(name)
+                with launch_lock(name):
+                    if service_running(name):
+                        print(f"[up] {name}: started meanwhile by another nativectl")
+                        continue
+                    record = launch(cfg, cfg.services[name])
                 started.append(name)
                 launched[name] = time.monotonic()
-                print(f"[up] {name}: started pid {record['pid']}, log {rel(log_file(name))}")
+                what = f"pid {record['pid']}" if record else "and exited at once"
+                print(f"[up] {name}: started {what} (supervised), log {rel(log_file(name))}")
         for name in list(waiting):
             poll_one(cfg, name, ok, waiting, launched, last_note)
         if pending or waiting:
@@ -699,9 +990,19 @@ def poll_one(cfg, name, ok, waiting, launched, last_note) -> None:
         note = f"healthy after {elapsed:.1f}s" if ours else "already running, healthy"
         print(f"[up] {name}: {note}", flush=True)
         return
-    if read_pid(name) is None:
+    keeper = read_keeper(name)
+    if keeper is None and read_pid(name) is None:
         show_tail(name)
         raise NativeError(f"{name} exited during startup; see {rel(log_file(name))}")
+    if ours and keeper is not None and keeper["last_exit"]:
+        # A crash before the first healthy answer is mostly configuration (a port, a missing
+        # venv): fail `up` with the log instead of retrying it in the background.
+        show_tail(name)
+        stop_services(cfg, [name])
+        raise NativeError(
+            f"{name} exited during startup ({keeper['last_exit']}); stopped it instead of "
+            f"restarting it, see {rel(log_file(name))}"
+        )
     if elapsed > svc.start_timeout:
         show_tail(name)
         raise NativeError(
@@ -737,52 +1038,74 @@ def down(cfg: Config, names: list[str] | None = None) -> None:
 
 
 def stop_services(cfg: Config, names: list[str]) -> bool:
-    """Stop exactly these services (those that run), in reverse dependency order."""
+    """Stop exactly these services (those that run), in reverse dependency order, for good."""
     stopped: list[int] = []
     for name in reversed(topo_order(cfg, names)):
-        record = read_pid(name)
-        if record is None:
-            pid_file(name).unlink(missing_ok=True)
-            continue
-        stopped.append(record["pid"])
         t0 = time.monotonic()
-        outcome = terminate(cfg.services[name], record)
-        pid_file(name).unlink(missing_ok=True)
-        print(f"[down] {name}: {outcome} (pid {record['pid']}, {time.monotonic() - t0:.1f}s)")
+        pids: list[int] = []
+        outcome = stop_service(cfg, name, pids)
+        if outcome is None:
+            continue
+        stopped += pids
+        print(f"[down] {name}: {outcome} (pid {pids[-1]}, {time.monotonic() - t0:.1f}s)")
     wait_reaped(stopped, 5)
     return bool(stopped)
 
 
+RESUPERVISE = "`nativectl.py down NAME` then `up NAME` puts it under a keeper"
+
+
 def status(cfg: Config) -> int:
-    """Print one row per service; exit code 0 when every running service is healthy."""
-    rows = [("SERVICE", "STATE", "PID", "HEALTH", "RSS", "URL")]
-    total = 0
+    """Print one row per service; exit code 0 when every running service is healthy.
+
+    RESTARTS counts restarts after unexpected exits since `up`; LAST EXIT is the latest such exit.
+    """
+    rows = [("SERVICE", "STATE", "PID", "HEALTH", "RESTARTS", "LAST EXIT", "RSS", "URL")]
+    total = keepers = 0
     bad = 0
+    unsupervised = []
     for name in topo_order(cfg, list(cfg.services)):
         svc = cfg.services[name]
-        record = read_pid(name)
-        if record is None:
-            rows.append((name, "stopped", "-", "-", "-", cfg.expand(svc.url, svc)))
+        url = cfg.expand(svc.url, svc)
+        keeper, record = read_keeper(name), read_pid(name)
+        if keeper is None and record is None:
+            rows.append((name, "stopped", "-", "-", "-", "-", "-", url))
+            continue
+        if keeper is None:
+            unsupervised.append(name)
+            restarts, last_exit = "-", "-"
+        else:
+            keepers += rss_kib([keeper["pid"]])
+            restarts, last_exit = str(keeper["restarts"]), keeper["last_exit"] or "-"
+        if record is None:  # between an exit and the restart
+            wait = max(0.0, (keeper.get("next_start") or time.time()) - time.time())
+            rows.append((name, "restarting", "-", f"in {wait:.0f}s", restarts, last_exit, "-", url))
+            bad += 1
             continue
         rss = rss_kib(group_pids(record["pgid"]))
         total += rss
         health = "ok" if healthy(cfg, svc) else "FAIL"
         bad += health != "ok"
-        url = cfg.expand(svc.url, svc)
-        rows.append((name, "running", str(record["pid"]), health, f"{rss // 1024}M", url))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        pid = str(record["pid"])
+        rows.append((name, "running", pid, health, restarts, last_exit, f"{rss // 1024}M", url))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
-    print(f"total RSS of running services: {total / 1024:.0f} MiB")
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    print(
+        f"total RSS of running services: {total / 1024:.0f} MiB "
+        f"(+ {keepers / 1024:.0f} MiB for their keepers)"
+    )
+    for name in unsupervised:
+        print(f"note: {name} runs without a keeper (no restarts); {RESUPERVISE}")
     return 1 if bad else 0
 
 
 def clean(cfg: Config) -> None:
     """Stop everything, then wipe data, logs and pid files; jars under var/lib stay."""
     down(cfg)
-    alive = [n for n in cfg.services if read_pid(n) is not None]
-    if alive:
-        raise NativeError(f"still running, not wiping: {', '.join(alive)}")
+    alive_now = running_services(cfg)
+    if alive_now:
+        raise NativeError(f"still running, not wiping: {', '.join(alive_now)}")
     for path in (DATA_DIR, LOG_DIR, RUN_DIR, VAR / "tmp"):
         if path.exists():
             shutil.rmtree(path)
@@ -790,8 +1113,8 @@ def clean(cfg: Config) -> None:
 
 
 def running_services(cfg: Config) -> list[str]:
-    """Names of services with a live pid file (used by with_stack.py)."""
-    return [n for n in cfg.services if read_pid(n) is not None]
+    """Names of services that run (or whose keeper is about to restart them)."""
+    return [n for n in cfg.services if service_running(n)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -803,10 +1126,17 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("names", nargs="*", help="service or group names (e.g. kafka druid)")
-    sub.add_parser("status", help="show state, pid, health, memory and URL of every service")
+    sub.add_parser("status", help="show state, pid, health, restarts, memory and URL per service")
     sub.add_parser("clean", help="down, then wipe var/data, var/log, var/run (keeps var/lib)")
+    keep = sub.add_parser("keep", help="(internal, started by up) run one service, restart it")
+    keep.add_argument("name")
+    keep.add_argument("--services", type=Path, default=SERVICES_FILE)
     args = parser.parse_args(argv)
     try:
+        if args.cmd == "keep":
+            cfg = load_config(args.services)
+            Keeper(cfg, cfg.services[args.name]).run()
+            return 0
         cfg = load_config()
         if args.cmd == "up":
             up(cfg, args.names)

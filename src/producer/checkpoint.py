@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class CheckpointError(OSError):
+    """The checkpoint file could not be written or read (full disk, read-only, permissions).
+
+    An `OSError`, so `except OSError` still catches it; `errno` is the underlying fault's.
+    A failed save leaves the previous checkpoint intact: the caller can retry it later.
+    """
+
+
 class CheckpointStore:
     """A small JSON file, replaced atomically (write, fsync, rename): a crash never leaves half.
 
@@ -26,40 +34,89 @@ class CheckpointStore:
         self.path = path
 
     def load(self) -> str | None:
-        return self._read().get("last_event_id")
+        """The saved position, None when there is no checkpoint yet.
+
+        A corrupt checkpoint raises `ValueError` rather than being set aside: starting without
+        a position would resume from the live stream's "now" and skip every event since the
+        last run without a trace. The operator decides (see the message).
+        """
+        value = self._read().get("last_event_id")
+        if value is not None and not isinstance(value, str):
+            raise self._corrupt("last_event_id is not a string")
+        return value
 
     def load_delivered_ids(self) -> list[str]:
-        return list(self._read().get("delivered_ids", []))
+        ids = self._read().get("delivered_ids", [])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise self._corrupt("delivered_ids is not a list of strings")
+        return list(ids)
 
     def _read(self) -> dict:
         try:
             data = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no file can be there: no position yet
             return {}
-        except ValueError as exc:
-            raise ValueError(f"corrupt checkpoint file {self.path}: {exc}") from exc
+        except ValueError as exc:  # bad JSON or bad UTF-8
+            raise self._corrupt(str(exc)) from exc
+        except OSError as exc:
+            raise _error(exc, f"cannot read checkpoint file {self.path}: {exc.strerror}") from exc
         if not isinstance(data, dict):
-            raise ValueError(f"corrupt checkpoint file {self.path}: not an object")
+            raise self._corrupt("not an object")
         return data
 
+    def _corrupt(self, reason: str) -> ValueError:
+        return ValueError(
+            f"corrupt checkpoint file {self.path}: {reason}. The producer will not guess where to"
+            " resume. Repair the file (JSON with a string 'last_event_id'), or move it away to"
+            " start from the stream's current position, skipping the events since the last run."
+        )
+
     def save(self, last_event_id: str, delivered_ids: list[str] | None = None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Replace the checkpoint atomically; `CheckpointError` (the old one intact) on a fault."""
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         payload = {
             "last_event_id": last_event_id,
             "saved_at": time.time(),
             "delivered_ids": delivered_ids or [],
         }
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("w", encoding="utf-8") as fh:
+                json.dump(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            _remove_quietly(tmp)
+            raise _error(exc, f"cannot save checkpoint {self.path}: {_describe(exc)}") from exc
+        try:
+            # Makes the rename itself durable; without it a power cut may bring back the old file.
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise _error(
+                exc, f"checkpoint {self.path} written but not synced: {_describe(exc)}"
+            ) from exc
+
+
+def _error(exc: OSError, message: str) -> CheckpointError:
+    error = CheckpointError(message)
+    error.errno = exc.errno
+    return error
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the same fault (e.g. a read-only directory) may forbid this; the save is failed
 
 
 @dataclass

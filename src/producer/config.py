@@ -71,6 +71,13 @@ class Settings(KafkaSettings):
     sse_read_timeout_seconds: float = Field(
         60.0, gt=0, description="SSE read timeout; the stream sends a comment at least every 15 s"
     )
+    sse_max_frame_bytes: int = Field(
+        1_000_000,
+        ge=4096,
+        description="Largest SSE frame kept; a bigger one is dead-lettered as a stub "
+        "(FrameTooLarge: size, sha256, first 1 KiB) without being buffered. Real recentchange "
+        "events are tens of KiB at most; Kafka's default max.message.bytes is about 1 MiB",
+    )
     reconnect_backoff_max_seconds: float = Field(
         60.0, gt=0, description="Upper bound of the exponential reconnect backoff"
     )

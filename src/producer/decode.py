@@ -6,6 +6,8 @@ from pydantic import ValidationError
 
 from producer.events import RecentChange
 
+_validate_json = RecentChange.__pydantic_validator__.validate_json
+
 
 class StageError(Exception):
     """A failure that sends the event to the dead-letter topic, tagged with stage and cause."""
@@ -31,7 +33,7 @@ def decode_event(data: bytes, event_type: str = "message") -> RecentChange:
     if event_type != "message":
         raise StageError("parse", "UnexpectedEventType", f"SSE event type {event_type!r}")
     try:
-        return RecentChange.model_validate_json(data)
+        return _validate_json(data)
     except ValidationError as exc:
         raise _classify(exc) from exc
     except (RecursionError, ValueError, OverflowError, MemoryError) as exc:

@@ -236,10 +236,6 @@ class Enricher:
     def breaker_state(self) -> str:
         return self.workers.breaker_state if self.workers else "closed"
 
-    @property
-    def parked(self) -> int:
-        return len(self._deadlines)
-
     def __len__(self) -> int:
         """Events held back: waiting for labels, or behind such an event of the same key."""
         return sum(len(q) for q in self._queues.values())
@@ -367,7 +363,7 @@ class Enricher:
             **{name: round(value) for name, value in delta.items()},
             "api_latency_ms_avg": round(latency / calls, 1) if calls else None,
             "api_latency_ms_max": round(latency_max, 1) if calls else None,
-            "enrich_parked": self.parked,
+            "enrich_parked": len(self),
             "wikidata_paused_seconds": round(workers.paused_seconds, 1) if workers else 0.0,
         }
 

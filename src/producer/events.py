@@ -32,6 +32,8 @@ class Meta(BaseModel):
     @classmethod
     def _in_utc(cls, value: datetime) -> datetime:
         """Normalised once here, so a time that has no UTC form fails validation, not later."""
+        if not value.utcoffset():
+            return value
         try:
             return value.astimezone(timezone.utc)
         except (OverflowError, ValueError) as exc:
@@ -182,7 +184,7 @@ def format_event_time(dt: datetime) -> str:
     """UTC with milliseconds and a `Z`, one format whatever the input precision."""
     if dt.utcoffset():
         dt = dt.astimezone(timezone.utc)
-    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return dt.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 TIMESTAMP_FIELD = "event_time"

@@ -119,7 +119,7 @@ def run() -> None:
     try:
         last_event_id = pipeline.checkpoints.load()
         pipeline.recent.remember(pipeline.checkpoints.load_delivered_ids())
-    except ValueError as err:  # a corrupt checkpoint: guessing a position would lose events
+    except (ValueError, OSError) as err:  # guessing a position would skip or repeat events
         print(f"wikistreams-producer: {err}", file=sys.stderr)
         sys.exit(2)
     source = open_source(
@@ -131,6 +131,7 @@ def run() -> None:
         connect_timeout=settings.sse_connect_timeout_seconds,
         read_timeout=settings.sse_read_timeout_seconds,
         backoff_cap=settings.reconnect_backoff_max_seconds,
+        max_frame_bytes=settings.sse_max_frame_bytes,
         wait_at_end=settings.replay_at_end == "wait",
     )
     log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)

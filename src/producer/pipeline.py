@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import structlog
 
@@ -57,8 +58,9 @@ class _SourceFailed:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
-class _InFlight:
+class _InFlight(NamedTuple):
+    """One frame on its way: its sequence number (for the checkpoint) and its bytes."""
+
     seq: int
     raw: RawEvent
 

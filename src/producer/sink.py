@@ -169,7 +169,12 @@ class KafkaSink:
         """Raises `RecordTooLarge` for a record Kafka would refuse."""
         if len(value) > MAX_RECORD_BYTES:
             raise RecordTooLarge(len(value))
-        self._produce(self.topic, key.encode("utf-8"), value, None, on_delivery)
+        try:  # the per-event path: one call when librdkafka's queue has room
+            self._producer.produce(
+                self.topic, value=value, key=key.encode("utf-8"), on_delivery=on_delivery
+            )
+        except BufferError:
+            self._produce(self.topic, key.encode("utf-8"), value, None, on_delivery)
 
     def dead_letter(
         self,

@@ -201,7 +201,7 @@ def test_dead_letters_replay_once(tmp_path, topic, wikidata):
     results = []
     for value, stage in ((good, "produce"), (b"{broken", "parse")):
         headers = dead_letter_headers(stage, "KafkaError", "simulated", None, "test")
-        sink.dead_letter(value, headers, results.append)
+        sink.dead_letter(value, headers, lambda err, _msg: results.append(err))
     assert sink.flush() == 0 and results == [None, None]
 
     env = Producer(tmp_path, "file:///dev/null", wikidata.url, topic).env

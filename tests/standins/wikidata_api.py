@@ -6,7 +6,9 @@ requested id, redirects resolved (with the `redirects` block), unknown ids as
 `{"id": X, "missing": ""}`, languages filtered with the API's fallback (ko -> mul -> en).
 
 Failure modes for tests replay the recorded error bodies: `maxlag` (with `Retry-After`),
-`ratelimited`, HTTP 429/503, slow answers and hard failures.
+`ratelimited`, HTTP 429/503, slow answers and hard failures; an outage that hangs and then answers
+503; and garbage answers (`GARBAGE_KINDS`) of the kinds a broken proxy or API change produces.
+The garbage that is still JSON is derived from the real answer, so only the broken part is fake.
 
 Run alone: `python -m tests.standins.wikidata_api --port 8099`.
 """
@@ -79,9 +81,30 @@ def _add(rec: Recorded, key: str, entity: dict) -> None:
                     merged[kind].setdefault(lang, {"language": lang, "value": term["value"]})
 
 
+GARBAGE_KINDS = (
+    "truncated",  # Content-Length larger than the body sent, then close
+    "bad_gzip",  # Content-Encoding: gzip over bytes that are not gzip
+    "redirect_loop",  # 302 to the same URL, for ever
+    "null",  # JSON null
+    "list",  # JSON []
+    "entities_list",  # {"entities": [...]}: the real entities as a list
+    "label_number",  # a real answer whose first label value is a number
+    "entity_string",  # a real answer whose first entity is a string
+    "error_string",  # {"error": "..."}: an error that is not an object
+    "html",  # HTTP 200 with an HTML page
+    "empty",  # HTTP 200 with an empty body
+)
+
+
 @dataclass
 class Behaviour:
-    """What the next requests get. Counters let tests assert how the client behaved."""
+    """What the next requests get. Counters let tests assert how the client behaved.
+
+    `garbage` names one of `GARBAGE_KINDS`: every request gets it while it is set, or only the
+    next `garbage_next` requests when that is > 0 (then it clears itself). `outage` makes every
+    request hang `outage_hang_seconds` and then answer 503, like an overloaded upstream.
+    `delay_seconds` delays normal answers; neither sleep holds `lock`, so requests overlap.
+    """
 
     maxlag_next: int = 0
     ratelimited_next: int = 0
@@ -90,8 +113,23 @@ class Behaviour:
     retry_after: str | None = "1"
     delay_seconds: float = 0.0
     down: bool = False
+    outage: bool = False
+    outage_hang_seconds: float = 15.0
+    garbage: str | None = None
+    garbage_next: int = 0
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_garbage(self) -> str | None:
+        """The garbage kind for this request (call with `lock` held)."""
+        kind = self.garbage
+        if kind is not None and kind not in GARBAGE_KINDS:
+            raise ValueError(f"unknown garbage kind {kind!r}; one of {GARBAGE_KINDS}")
+        if kind is not None and self.garbage_next > 0:
+            self.garbage_next -= 1
+            if self.garbage_next == 0:
+                self.garbage = None
+        return kind
 
 
 class WikidataStandIn(LoopbackServer):
@@ -161,7 +199,16 @@ class _Handler(BaseHTTPRequestHandler):
                 b.http_status_next -= 1
                 self._send(b.http_status, b"<html>Service unavailable</html>", {})
                 return
+            outage, hang = b.outage, b.outage_hang_seconds
+            garbage = None if outage else b.take_garbage()
             delay = b.delay_seconds
+        if outage:
+            time.sleep(hang)
+            self._send(503, b"<html>upstream request timeout</html>", {}, "text/html")
+            return
+        if garbage in _RAW_GARBAGE:
+            _RAW_GARBAGE[garbage](self)
+            return
         if delay:
             time.sleep(delay)
         if params.get("action") != "wbgetentities" or not params.get("ids"):
@@ -170,12 +217,20 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.server.answer(
             params["ids"].split("|"), params.get("languages", "en").split("|")
         )
+        if garbage is not None:
+            body = _spoil(body, garbage)
         self._send(200, json.dumps(body, ensure_ascii=False).encode("utf-8"), {})
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str],
+        content_type: str = "application/json; charset=utf-8",
+    ) -> None:
         retry_after = self.server.behaviour.retry_after
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if retry_after is not None and (status != 200 or b'"error"' in body):
             self.send_header("Retry-After", retry_after)
@@ -183,6 +238,61 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def send_truncated(self) -> None:
+        body = b'{"entities": {"Q42": {"id": "Q42", "labels": {'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body) * 4))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def send_bad_gzip(self) -> None:
+        body = b"this is not gzip at all, though the header says so"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_redirect_loop(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+_RAW_GARBAGE = {
+    "truncated": _Handler.send_truncated,
+    "bad_gzip": _Handler.send_bad_gzip,
+    "redirect_loop": _Handler.send_redirect_loop,
+    "html": lambda h: h._send(200, b"<!DOCTYPE html><html><body>Hi</body></html>", {}, "text/html"),
+    "empty": lambda h: h._send(200, b"", {}),
+}
+
+
+def _spoil(body: dict, kind: str) -> object:
+    """The real answer `body` broken the way `kind` says (a JSON-level garbage kind)."""
+    entities = body["entities"]
+    first = next(iter(entities), None)
+    if kind == "null":
+        return None
+    if kind == "list":
+        return []
+    if kind == "entities_list":
+        return {**body, "entities": list(entities.values())}
+    if kind == "error_string":
+        return {"error": "internal_api_error: something broke", "servedby": "mw-api-ext"}
+    if kind == "entity_string" and first is not None:
+        entities[first] = f"{first} is not an object"
+    if kind == "label_number":
+        labelled = [e for e in entities.values() if e.get("labels")]
+        if labelled:
+            next(iter(labelled[0]["labels"].values()))["value"] = 42
+    return body
 
 
 def main() -> None:

@@ -189,7 +189,8 @@ def test_release_all_emits_everything_in_order(wikidata, stage_factory):
     stage.enricher.add("a", change("Q42", n=1))
     stage.enricher.add("b", change("Q42", n=2))
     stage.enricher.release_all()
-    assert [(i, s) for i, _e, _l, s in stage.emitted] == [("a", "unavailable"), ("b", "unavailable")]
+    emitted = [(i, s) for i, _e, _l, s in stage.emitted]
+    assert emitted == [("a", "unavailable"), ("b", "unavailable")]
     assert len(stage.enricher) == 0
 
 

@@ -3,7 +3,14 @@ import json
 import pytest
 
 from producer.decode import StageError, decode_event
-from producer.events import EnrichedEvent, druid_dimensions, format_event_time
+from producer.events import (
+    EnrichedEvent,
+    WikidataLabels,
+    druid_dimensions,
+    encode_record,
+    enriched_record,
+    format_event_time,
+)
 from tests.conftest import recorded_events, recorded_files
 from tests.standins import REPO_ROOT
 from wikistreams_ops.druid_supervisor import DEFAULT_DATASOURCE
@@ -102,3 +109,57 @@ def test_druid_spec_dimensions_come_from_the_contract():
     assert schema["granularitySpec"]["rollup"] is False
     assert schema["granularitySpec"]["segmentGranularity"] == "HOUR"
     assert schema["dataSource"] == DEFAULT_DATASOURCE
+
+
+def test_the_fast_encoding_is_exactly_the_contract():
+    """The hot path skips the model; every record it writes must still be a valid
+    `EnrichedEvent` that dumps to the very same JSON document (same fields, same types)."""
+    labels = WikidataLabels(label_ko="더글러스 애덤스", label_en="Douglas Adams")
+    variants = [
+        (None, None, "not_applicable"),
+        ("Q42", labels, "enriched"),
+        ("Q42", None, "not_found"),
+        ("Q42", None, "unavailable"),
+    ]
+    for path in recorded_files():
+        for data in recorded_events(path):
+            change = decode_event(data)
+            for entity_id, entity_labels, status in variants:
+                value = encode_record(enriched_record(change, entity_id, entity_labels, status))
+                as_model = EnrichedEvent.model_validate_json(value)
+                assert json.loads(value) == as_model.model_dump(mode="json")
+                assert list(json.loads(value)) == list(EnrichedEvent.model_fields)
+
+
+def _event(**fields) -> dict:
+    base = {
+        "meta": {"id": "x", "dt": "2025-01-01T00:00:00Z"},
+        "type": "edit",
+        "namespace": 0,
+        "title": "T",
+        "wiki": "w",
+        "server_name": "s",
+    }
+    return base | fields
+
+
+@pytest.mark.parametrize(
+    "data, stage",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "parse"),  # RecursionError in json.loads
+        (
+            json.dumps(_event(namespace=1)).replace(": 1,", ": " + "9" * 5000 + ",").encode(),
+            "parse",
+        ),
+        (
+            json.dumps(_event(meta={"id": "x", "dt": "0001-01-01T00:30:00+01:00"})).encode(),
+            "validate",
+        ),
+        (json.dumps(_event(namespace=2**70)).encode(), "validate"),  # not a Druid long
+        (json.dumps(_event(length={"new": -(2**64)})).encode(), "validate"),
+    ],
+)
+def test_hostile_input_is_a_stage_error_not_a_crash(data, stage):
+    with pytest.raises(StageError) as err:
+        decode_event(data)
+    assert err.value.stage == stage

@@ -1,13 +1,20 @@
-"""The native launcher's logic without JVMs: placeholders, ordering, selection, and that
+"""The native launcher's logic without JVMs: placeholders, ordering, selection, the restart
+backoff, the keeper that supervises a service (driven with `sh`/`sleep` processes), and that
 with_stack.py stops only what it started (driven with two tiny Python HTTP servers)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "native"))
 
 import nativectl  # noqa: E402
+
+NATIVECTL = [sys.executable, str(ROOT / "native" / "nativectl.py")]
 
 
 def make_config(tmp_path: Path, toml: str) -> nativectl.Config:
@@ -85,16 +94,16 @@ def test_random_kafka_id_shape():
 
 
 FAKE = """
-[services.fake-web-a]
+[services.fake-web-a-SUFFIX]
 default = true
 ports = [{a}]
 health = {{ http = "http://127.0.0.1:{a}/" }}
 command = ["{python}", "-m", "http.server", "{a}", "--bind", "127.0.0.1", "--directory", "{{data}}"]
 stop_timeout = 5
 
-[services.fake-web-b]
+[services.fake-web-b-SUFFIX]
 default = true
-needs = ["fake-web-a"]
+needs = ["fake-web-a-SUFFIX"]
 ports = [{b}]
 health = {{ tcp = "127.0.0.1:{b}" }}
 command = ["{python}", "-m", "http.server", "{b}", "--bind", "127.0.0.1"]
@@ -102,24 +111,228 @@ stop_timeout = 5
 """
 
 
-def test_with_stack_stops_only_what_it_started(tmp_path):
-    services = tmp_path / "services.toml"
-    services.write_text(FAKE.format(a=18971, b=18972, python=sys.executable))
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def service_file(tmp_path):
+    """Write a throw-away services.toml; afterwards stop its services and remove their files.
+
+    `SUFFIX` in the text becomes a random tag: var/run is shared by everybody using this
+    checkout, so two test runs at once must not meet under the same service names.
+    """
+    written: list[nativectl.Config] = []
+    tag = uuid.uuid4().hex[:6]
+
+    def write(toml: str) -> tuple[Path, str]:
+        path = tmp_path / "services.toml"
+        path.write_text(textwrap.dedent(toml).replace("SUFFIX", tag))
+        written.append(nativectl.load_config(path))
+        return path, tag
+
+    yield write
+    for cfg in written:
+        nativectl.stop_services(cfg, list(cfg.services))
+        for name in cfg.services:
+            nativectl.log_file(name).unlink(missing_ok=True)
+            nativectl.lock_file(name).unlink(missing_ok=True)
+            shutil.rmtree(nativectl.DATA_DIR / name, ignore_errors=True)
+
+
+def test_with_stack_stops_only_what_it_started(service_file):
+    services, tag = service_file(FAKE.format(a=free_port(), b=free_port(), python=sys.executable))
+    a, b = f"fake-web-a-{tag}", f"fake-web-b-{tag}"
     env = dict(os.environ, NATIVECTL_SERVICES_FILE=str(services))
-    ctl = [sys.executable, str(ROOT / "native" / "nativectl.py")]
     stack = [sys.executable, str(ROOT / "native" / "with_stack.py"), "--"]
-    try:
-        subprocess.run(ctl + ["up", "fake-web-a"], env=env, check=True, timeout=60)
-        done = subprocess.run(
-            stack + [sys.executable, "-c", "import sys; sys.exit(7)"], env=env, timeout=60
+    subprocess.run(NATIVECTL + ["up", a], env=env, check=True, timeout=60)
+    done = subprocess.run(
+        stack + [sys.executable, "-c", "import sys; sys.exit(7)"], env=env, timeout=60
+    )
+    assert done.returncode == 7
+    status = subprocess.run(NATIVECTL + ["status"], env=env, capture_output=True, text=True)
+    lines = {line.split()[0]: line for line in status.stdout.splitlines()[1:-1]}
+    assert " running " in lines[a]  # started before: left running
+    assert " stopped " in lines[b]  # started by with_stack: stopped again
+    assert not keeper_processes(b)  # and its keeper is gone too
+    assert keeper_processes(a)
+
+
+# ─── supervision ───────────────────────────────────────────────────────────────────────────────
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets_after_a_long_run():
+    backoff = nativectl.Backoff(backoff=1, max_backoff=60, reset_after=60)
+    quick_exits = [backoff.delay(uptime=2) for _ in range(9)]
+    assert quick_exits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert backoff.delay(uptime=61) == 1  # it had been up a while: start over
+    assert backoff.delay(uptime=2) == 2
+
+
+def test_exit_descriptions_and_restart_keys(tmp_path):
+    assert nativectl.describe_exit(-signal.SIGKILL) == "SIGKILL"
+    assert nativectl.describe_exit(3) == "exit 3"
+    with pytest.raises(nativectl.NativeError, match="unknown restart keys"):
+        make_config(
+            tmp_path,
+            """
+            [services.a]
+            command = ["true"]
+            health = { tcp = "127.0.0.1:1" }
+            restart = { backof = 1 }
+            """,
         )
-        assert done.returncode == 7
-        status = subprocess.run(ctl + ["status"], env=env, capture_output=True, text=True)
-        lines = {line.split()[0]: line for line in status.stdout.splitlines()[1:-1]}
-        assert " running " in lines["fake-web-a"]  # started before: left running
-        assert " stopped " in lines["fake-web-b"]  # started by with_stack: stopped again
+
+
+def keeper_processes(name: str) -> list[int]:
+    """Pids of live `nativectl.py keep <name>` processes (what `down` must not leave behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            b"keep" in argv
+            and name.encode() in argv
+            and nativectl.proc_start_ticks(int(entry.name))
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until(predicate, seconds: float = 15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not true after {seconds}s: {predicate}")
+
+
+def keep(services: Path, name: str) -> subprocess.Popen:
+    """The keeper as `up` starts it, but with its messages on a pipe for the test to read."""
+    argv = NATIVECTL + ["keep", name, "--services", str(services)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_keeper_retries_a_crashing_service_ever_slower_until_sigterm(service_file):
+    services, tag = service_file("""
+        [services.unit-crasher-SUFFIX]
+        health = { tcp = "127.0.0.1:1" }
+        command = ["sh", "-c", "echo crashing; exit 3"]
+        restart = { backoff = 0.2, max_backoff = 0.8 }
+        """)
+    name = f"unit-crasher-{tag}"
+    keeper = keep(services, name)
+    try:
+        state = wait_until(lambda: (s := nativectl.read_keeper(name)) and s["restarts"] >= 4 and s)
+        assert state["last_exit"] == "exit 3"
     finally:
-        subprocess.run(ctl + ["down"], env=env, timeout=60)
-        for name in ("fake-web-a", "fake-web-b"):
-            (ROOT / "var" / "log" / f"{name}.log").unlink(missing_ok=True)
-            shutil.rmtree(ROOT / "var" / "data" / name, ignore_errors=True)
+        keeper.send_signal(signal.SIGTERM)
+        output, _ = keeper.communicate(timeout=15)
+    assert keeper.returncode == 0
+    assert re.findall(r"restart #\d+ in ([\d.]+)s", output)[:4] == ["0.2", "0.4", "0.8", "0.8"]
+    assert not nativectl.pid_file(name).exists()
+    assert nativectl.read_json(nativectl.keeper_file(name))["outcome"]
+    assert nativectl.log_file(name).read_text().count("crashing") >= 5
+
+
+def test_keeper_clears_the_dead_process_group_restarts_and_stops_it(service_file):
+    services, tag = service_file("""
+        [services.unit-forker-SUFFIX]
+        health = { tcp = "127.0.0.1:1" }
+        command = ["sh", "-c", "sleep 300 & exec sleep 301"]
+        restart = { backoff = 0.2 }
+        stop_timeout = 5
+        """)
+    name = f"unit-forker-{tag}"
+    keeper = keep(services, name)
+    try:
+        first = wait_until(lambda: nativectl.read_pid(name))
+        wait_until(lambda: len(nativectl.group_pids(first["pgid"])) == 2)  # sleep 300 + 301
+        os.kill(first["pid"], signal.SIGKILL)
+        second = wait_until(
+            lambda: (r := nativectl.read_pid(name)) and r["pid"] != first["pid"] and r
+        )
+        # The background `sleep 300` of the killed run did not survive into the next one.
+        assert nativectl.group_pids(first["pgid"]) == []
+        assert nativectl.read_keeper(name)["restarts"] == 1
+        assert nativectl.read_keeper(name)["last_exit"] == "SIGKILL"
+        wait_until(lambda: len(nativectl.group_pids(second["pgid"])) == 2)
+    finally:
+        keeper.send_signal(signal.SIGTERM)
+        output, _ = keeper.communicate(timeout=15)
+    assert keeper.returncode == 0, output
+    assert nativectl.group_pids(second["pgid"]) == []  # SIGTERM reached the whole group
+    assert nativectl.read_json(nativectl.keeper_file(name))["outcome"] == "stopped"
+    assert not nativectl.pid_file(name).exists()
+
+
+def test_up_fails_on_a_crash_during_startup_and_leaves_no_keeper(service_file):
+    services, tag = service_file("""
+        [services.unit-broken-SUFFIX]
+        default = true
+        health = { tcp = "127.0.0.1:1" }
+        command = ["sh", "-c", "echo no config; exit 2"]
+        """)
+    name = f"unit-broken-{tag}"
+    env = dict(os.environ, NATIVECTL_SERVICES_FILE=str(services))
+    done = subprocess.run(NATIVECTL + ["up"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"{name} exited during startup (exit 2)" in done.stderr
+    assert "no config" in done.stderr  # the end of its log is shown
+    assert not keeper_processes(name)
+    assert nativectl.read_keeper(name) is None
+
+
+def test_down_stops_a_service_that_runs_without_a_keeper(service_file):
+    """Services started by the launcher before supervision existed are still stopped by `down`."""
+    services, tag = service_file("""
+        [services.unit-legacy-SUFFIX]
+        health = { tcp = "127.0.0.1:1" }
+        command = ["sleep", "300"]
+        stop_timeout = 5
+        """)
+    name = f"unit-legacy-{tag}"
+    # Detached like a service of the old launcher: not our child, its own process group.
+    shell = ["sh", "-c", "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!"]
+    pid = int(subprocess.run(shell, capture_output=True, text=True, check=True).stdout)
+    wait_until(lambda: os.getpgid(pid) == pid)
+    record = {"pid": pid, "pgid": pid, "start_ticks": nativectl.proc_start_ticks(pid)}
+    nativectl.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    nativectl.pid_file(name).write_text(json.dumps(record))
+    env = dict(os.environ, NATIVECTL_SERVICES_FILE=str(services))
+    try:
+        shown = subprocess.run(NATIVECTL + ["status"], env=env, capture_output=True, text=True)
+        assert f"note: {name} runs without a keeper" in shown.stdout
+        subprocess.run(NATIVECTL + ["down"], env=env, check=True, timeout=30)
+        assert not nativectl.alive(record)
+    finally:
+        if nativectl.alive(record):
+            os.kill(pid, signal.SIGKILL)
+    assert not nativectl.pid_file(name).exists()
+
+
+def test_two_ups_at_once_start_a_service_once(service_file):
+    port = free_port()
+    services, tag = service_file(f"""
+        [services.unit-raced-SUFFIX]
+        ports = [{port}]
+        health = {{ tcp = "127.0.0.1:{port}" }}
+        command = ["{sys.executable}", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+        stop_timeout = 5
+        """)
+    name = f"unit-raced-{tag}"
+    env = dict(os.environ, NATIVECTL_SERVICES_FILE=str(services))
+    ups = [
+        subprocess.Popen(NATIVECTL + ["up", name], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [up.communicate(timeout=60)[0] for up in ups]
+    assert [up.returncode for up in ups] == [0, 0], outputs
+    assert sum(f"{name}: started pid" in out for out in outputs) == 1, outputs
+    assert len(keeper_processes(name)) == 1

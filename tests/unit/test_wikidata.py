@@ -1,6 +1,15 @@
-import pytest
+import time
 
-from producer.wikidata import WikidataClient, WikidataUnavailable, entity_id_for, parse_entities
+import pytest
+from structlog.testing import capture_logs
+
+from producer.wikidata import (
+    MAX_REDIRECTS,
+    WikidataClient,
+    WikidataUnavailable,
+    entity_id_for,
+    parse_entities,
+)
 from tests.conftest import USER_AGENT
 
 
@@ -87,3 +96,141 @@ def test_timeout_is_retryable_then_unavailable(wikidata):
 def test_more_than_50_ids_is_a_bug():
     with pytest.raises(ValueError):
         WikidataClient("http://127.0.0.1:9", USER_AGENT).fetch([f"Q{i}" for i in range(1, 52)])
+
+
+# Garbage a second try may not meet again (a broken body, an error page) is retried; valid JSON
+# of the wrong shape or a redirect loop would come back the same and ends the call at once.
+RETRIED_GARBAGE = ["truncated", "bad_gzip", "html", "empty"]
+FINAL_GARBAGE = ["null", "list", "entities_list", "error_string"]
+
+
+@pytest.mark.parametrize("kind", RETRIED_GARBAGE + FINAL_GARBAGE + ["redirect_loop"])
+def test_garbage_answers_end_as_unavailable(wikidata, kind):
+    wikidata.behaviour.garbage = kind
+    api = client(wikidata)
+    with capture_logs() as logs, pytest.raises(WikidataUnavailable) as caught:
+        api.fetch(["Q42", "Q6"])
+    expected_requests = {"redirect_loop": MAX_REDIRECTS + 1}.get(
+        kind, 3 if kind in RETRIED_GARBAGE else 1
+    )
+    assert len(wikidata.behaviour.requests) == expected_requests
+    assert caught.value.retry_after is None
+    errors = [e for e in logs if e["event"] == "wikidata_api_error"]
+    assert errors and all({"error_class", "error", "status"} <= set(e) for e in errors)
+
+
+def test_garbage_for_the_next_request_only_then_real_answers(wikidata):
+    wikidata.behaviour.garbage, wikidata.behaviour.garbage_next = "truncated", 1
+    result = client(wikidata, retry_after_cap=0.05).fetch(["Q42"])
+    assert result.found["Q42"].label_en == "Douglas Adams"
+    assert len(wikidata.behaviour.requests) == 2
+    assert wikidata.behaviour.garbage is None
+
+
+def test_a_label_that_is_a_number_is_skipped_not_fatal(wikidata):
+    wikidata.behaviour.garbage = "label_number"  # Q42's first label (ko) becomes 42
+    result = client(wikidata).fetch(["Q42"])
+    assert result.found["Q42"].label_ko is None
+    assert result.found["Q42"].label_en == "Douglas Adams"
+
+
+def test_an_entity_that_is_a_string_counts_as_not_found_alone(wikidata):
+    wikidata.behaviour.garbage = "entity_string"  # the first requested entity becomes a string
+    result = client(wikidata).fetch(["Q42", "P31", "Q6"])
+    assert sorted(result.not_found) == ["Q42", "Q6"]
+    assert result.found["P31"].label_ko == "종류"
+
+
+def test_terms_of_the_wrong_type_are_skipped():
+    entities = {
+        "Q1": {"labels": ["not", "a", "map"], "descriptions": "nor this"},
+        "Q2": {
+            "labels": {
+                "ko": "a string, not a term",
+                "en": {"language": ["en"], "value": "bad language"},
+                "mul": {"language": "mul", "value": "Tokyo"},
+            },
+            "descriptions": {"en": {"language": "en", "value": None}},
+        },
+        "Q3": None,
+        "Q4": 7,
+    }
+    result = parse_entities(entities, ["Q1", "Q2", "Q3", "Q4"])
+    assert result.found["Q1"].label_en is None and result.found["Q1"].description_en is None
+    assert (result.found["Q2"].label_ko, result.found["Q2"].label_en) == ("Tokyo", "Tokyo")
+    assert result.found["Q2"].description_en is None
+    assert result.not_found == ["Q3", "Q4"]
+
+
+def test_retry_after_beyond_the_budget_ends_the_call_at_once(wikidata):
+    b = wikidata.behaviour
+    b.http_status, b.http_status_next, b.retry_after = 503, 10, "5"
+    api = client(wikidata, max_retries=5, retry_after_cap=30, retry_budget_seconds=2)
+    with pytest.raises(WikidataUnavailable, match="beyond the retry budget") as caught:
+        api.fetch(["Q42"])
+    assert len(b.requests) == 1, "no sleep inside the call, no second request"
+    assert caught.value.retry_after == 5.0
+
+
+def test_retry_after_reported_to_the_caller_is_capped(wikidata):
+    b = wikidata.behaviour
+    b.maxlag_next, b.retry_after = 10, "120"
+    api = client(wikidata, max_retries=5, retry_after_cap=30, retry_budget_seconds=10)
+    with pytest.raises(WikidataUnavailable) as caught:
+        api.fetch(["Q42"])
+    assert len(b.requests) == 1
+    assert caught.value.retry_after == 30.0
+
+
+def test_retries_stop_at_the_budget_not_at_the_count(wikidata):
+    b = wikidata.behaviour
+    b.http_status, b.http_status_next, b.retry_after = 503, 100, "0.3"
+    api = client(wikidata, max_retries=50, retry_after_cap=1, retry_budget_seconds=1.0)
+    with pytest.raises(WikidataUnavailable) as caught:
+        api.fetch(["Q42"])
+    # Waits of 0.3 s fit three times into 1 s: the fourth would end beyond the budget.
+    assert len(b.requests) == 4
+    assert caught.value.retry_after == 0.3
+
+
+def test_outage_hanging_then_503_ends_within_the_budget(wikidata):
+    b = wikidata.behaviour
+    b.outage, b.outage_hang_seconds = True, 0.6
+    api = WikidataClient(
+        wikidata.url,
+        USER_AGENT,
+        timeout=0.25,
+        max_retries=20,
+        retry_after_cap=0.05,
+        retry_budget_seconds=1.0,
+    )
+    started = time.monotonic()
+    with pytest.raises(WikidataUnavailable, match="Timeout"):
+        api.fetch(["Q42"])
+    assert time.monotonic() - started < 1.5
+    assert 2 <= len(b.requests) <= 5, "retried, but only as often as the budget allows"
+
+
+def test_outage_503_after_the_hang_reports_retry_after(wikidata):
+    b = wikidata.behaviour
+    b.outage, b.outage_hang_seconds, b.retry_after = True, 0.1, "3"
+    api = client(wikidata, retry_after_cap=30, retry_budget_seconds=2)
+    with pytest.raises(WikidataUnavailable, match="HTTP 503") as caught:
+        api.fetch(["Q42"])
+    assert len(b.requests) == 1 and caught.value.retry_after == 3.0
+
+
+def test_an_unreachable_api_is_unavailable_not_a_connection_error():
+    api = WikidataClient(
+        "http://127.0.0.1:9/w/api.php", USER_AGENT, max_retries=1, retry_after_cap=0.05
+    )
+    with pytest.raises(WikidataUnavailable, match="ConnectionError"):
+        api.fetch(["Q42"])
+    assert api.stats.errors == 2
+
+
+def test_a_bad_url_is_unavailable_at_once():
+    api = WikidataClient("not a url", USER_AGENT, max_retries=3)
+    with pytest.raises(WikidataUnavailable, match="InvalidURL"):
+        api.fetch(["Q42"])
+    assert api.stats.calls == 1
