@@ -295,6 +295,29 @@ PRODUCER_PERFORMANCE = Dashboard(
             unit="ms",
         ),
         Panel(
+            "Entity edits published without labels",
+            producer_stats(
+                "enrich_timed_out",
+                "enrich_unavailable",
+                "enrich_parked",
+                pipe="stats sum(enrich_timed_out) as timed_out, "
+                "sum(enrich_unavailable) as unavailable, max(enrich_parked) as parked",
+            ),
+            "Entity edits that waited ENRICH_MAX_DELAY_SECONDS (timed_out) or were published "
+            "unavailable; parked: edits waiting for labels now. Other events never wait.",
+        ),
+        Panel(
+            "Producer degraded: Kafka away, checkpoint not saved",
+            producer_stats(
+                "kafka_unreachable",
+                "checkpoint_failures",
+                pipe="stats max(kafka_unreachable) as kafka_unreachable, "
+                "max(checkpoint_failures) as checkpoint_failures",
+            ),
+            "kafka_unreachable is 1 while records wait for Kafka; checkpoint_failures counts "
+            "failed saves in a row (full disk). The producer keeps running in both cases.",
+        ),
+        Panel(
             "Wikidata circuit breaker open",
             producer_stats("breaker_open", pipe="stats max(breaker_open) as breaker_open"),
             "1 while the breaker is open (enrichment skipped, events marked unavailable).",
@@ -540,6 +563,37 @@ ALERTS = (
         pending="2m",
         summary="More than 50 events per minute go to the dead-letter topic.",
         dashboard_uid=ERROR_MONITOR.uid,
+    ),
+    Alert(
+        uid="ws-producer-kafka-unreachable",
+        title="Producer cannot reach Kafka",
+        expr=producer_stats(
+            "kafka_unreachable", pipe="stats max(kafka_unreachable) as kafka_unreachable"
+        ),
+        reducer="max",
+        comparison="gt",
+        threshold=0,
+        window_seconds=300,
+        pending="2m",
+        summary="Records wait in the producer for Kafka; the stream read stops when its queue "
+        "is full (nothing is lost, but nothing reaches Druid).",
+        dashboard_uid=PRODUCER_PERFORMANCE.uid,
+        severity="critical",
+    ),
+    Alert(
+        uid="ws-producer-checkpoint-failing",
+        title="Producer cannot save its checkpoint",
+        expr=producer_stats(
+            "checkpoint_failures", pipe="stats max(checkpoint_failures) as checkpoint_failures"
+        ),
+        reducer="max",
+        comparison="gt",
+        threshold=2,
+        window_seconds=300,
+        pending="2m",
+        summary="Saving the resume position keeps failing (full or read-only disk): a restart "
+        "now would replay everything since the last saved position.",
+        dashboard_uid=PRODUCER_PERFORMANCE.uid,
     ),
     Alert(
         uid="ws-container-memory-high",

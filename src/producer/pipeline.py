@@ -362,6 +362,7 @@ class Pipeline:
             "breaker_state": self.enricher.breaker_state,
             "breaker_open": int(self.enricher.breaker_state != "closed"),
             "kafka_state": self.sink.state,
+            "kafka_unreachable": int(self.sink.state != "ok"),
             "in_flight": self.tracker.in_flight,
             "checkpoint_age_seconds": round(time.monotonic() - self._saved_at, 3),
             "checkpoint": self._saved_position,

@@ -128,6 +128,8 @@ def test_alert_rules_are_well_formed():
         "Producer stalled",
         "Druid ingestion lag high",
         "Dead-letter rate high",
+        "Producer cannot reach Kafka",
+        "Producer cannot save its checkpoint",
         "Container memory near limit",
     }
     assert len({r["uid"] for r in rules}) == len(rules)
