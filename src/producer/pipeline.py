@@ -143,7 +143,8 @@ class Pipeline:
             item = self._inbox.get(timeout=max(timeout, 0.001))
         except queue.Empty:
             return True
-        for _ in range(BATCH):
+        handled = 0
+        while True:
             if type(item) is RawEvent:
                 self.accept(item)
             elif type(item) is Answer:
@@ -156,11 +157,13 @@ class Pipeline:
                     "source_failed", error_class=type(item.error).__name__, error=str(item.error)
                 )
                 return False
+            handled += 1
+            if handled >= BATCH:
+                return True
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                break
-        return True
+                return True
 
     def _housekeeping(self) -> None:
         self.enricher.expire()

@@ -1,17 +1,20 @@
 """Where events come from: Wikimedia EventStreams over SSE, or a recording replayed from a file.
 
-Both sources yield `RawEvent`s (the SSE id and the untouched bytes) and never parse JSON beyond
+Both sources yield `RawEvent`s (the SSE id and the frame's bytes) and never parse JSON beyond
 what pacing needs: validation is the next stage's job, and a frame that fails it still has to
-reach the dead-letter topic byte for byte.
+reach the dead-letter topic. Frames are parsed by `producer.sse` (linear time, bounded memory); a
+frame over `max_frame_bytes` arrives as a stub (`oversize_bytes`, `sha256`, a short prefix).
 """
 
 from __future__ import annotations
 
-import codecs
+import hashlib
+import http.client
 import json
 import random
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,21 +22,51 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import requests
-import sseclient
 import structlog
+import urllib3
+
+from producer.sse import DEFAULT_MAX_FRAME_BYTES, PREFIX_BYTES, SseEvent, SseParser, parse
 
 log = structlog.get_logger("producer.source")
 
 FILE_TOPIC_PREFIX = "file:"
 
 
+# Whatever a broken, stalled or garbled connection can raise from any layer below us: requests,
+# urllib3 (ProtocolError, ReadTimeoutError, DecodeError, SSLError; `resp.raw` bypasses requests'
+# wrapping), http.client (IncompleteRead), sockets and ssl (OSError), bad chunk sizes (ValueError)
+# and zlib. All of them mean "reconnect"; only `StreamRejected` ends the source.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+    zlib.error,
+)
+READ_SIZE = 65536
+
+
 @dataclass(frozen=True)
 class RawEvent:
-    """One frame as received: `sse_id` is the resume position after this frame."""
+    """One frame as received: `sse_id` is the resume position after this frame.
+
+    A frame bigger than the source's `max_frame_bytes` is not kept: `oversize_bytes` is the size
+    of its data and `sha256` that data's hex digest (the bytes a record would have carried), and
+    `data` holds only its first KiB, so the pipeline can dead-letter a stub (FrameTooLarge).
+    """
 
     data: bytes
     sse_id: str | None
     event_type: str = "message"
+    oversize_bytes: int | None = None  # set when the frame exceeded SSE_MAX_FRAME_BYTES
+    sha256: str | None = None  # of the whole over-size frame's data (`data` keeps a prefix)
+
+
+def _raw_event(event: SseEvent, sse_id: str | None) -> RawEvent:
+    if event.oversize:
+        return RawEvent(event.data, sse_id, event.event, event.data_size, event.sha256)
+    return RawEvent(event.data, sse_id, event.event)
 
 
 class StreamRejected(RuntimeError):
@@ -41,16 +74,24 @@ class StreamRejected(RuntimeError):
 
 
 def reconnect_delay(attempt: int, cap: float, base: float = 1.0) -> float:
-    """Exponential backoff with full jitter, so many clients do not reconnect in step."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+    """Exponential backoff with jitter, so many clients do not reconnect in step.
+
+    The jitter spans the upper half only ("equal jitter"): unlike full jitter, it never retries
+    at once, so a failing server sees at most one connection per `min(cap, base) / 2` seconds.
+    """
+    ceiling = min(cap, base * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 class SseSource:
     """Reads EventStreams over one connection, reconnecting for ever.
 
-    The server ends every connection after about 15 minutes, so a clean end reconnects at once;
-    errors back off exponentially. Each (re)connect sends the id of the last frame read as
-    `Last-Event-ID`, starting from the delivered checkpoint after a restart.
+    The server ends every connection after about 15 minutes, so a connection that delivered
+    events and ended cleanly reconnects at once (or after the server's `retry:` time). Any error,
+    and any connection that delivered no event (e.g. a 200 that closes at once), backs off
+    exponentially: reconnecting in a tight loop would hammer Wikimedia. Each (re)connect sends the
+    id of the last frame read as `Last-Event-ID`, starting from the delivered checkpoint after a
+    restart.
     """
 
     def __init__(
@@ -63,11 +104,16 @@ class SseSource:
         backoff_cap: float,
         stop: threading.Event,
         session: requests.Session | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        backoff_base: float = 1.0,
     ) -> None:
         self.url = url
         self.last_event_id = last_event_id
         self._timeouts = (connect_timeout, read_timeout)
         self._backoff_cap = backoff_cap
+        self._backoff_base = backoff_base
+        self._max_frame_bytes = max_frame_bytes
+        self._retry_seconds = 0.0  # after a clean end; the server may ask for more (`retry:`)
         self._stop = stop
         self._session = session or requests.Session()
         self._session.headers.update({"User-Agent": user_agent, "Accept": "text/event-stream"})
@@ -77,24 +123,38 @@ class SseSource:
     def __iter__(self) -> Iterator[RawEvent]:
         attempt = 0
         while not self._stop.is_set():
+            delivered = 0
+            error: BaseException | None = None
             try:
                 for raw in self._read_once():
-                    attempt = 0
+                    delivered += 1
                     yield raw
-                log.info("sse_ended", url=self.url, last_event_id=self.last_event_id)
-                delay = 0.0
             except StreamRejected:
                 raise
-            except (requests.RequestException, OSError, ValueError) as exc:
+            except STREAM_ERRORS as exc:
+                error = exc
+            if self._stop.is_set():
+                return
+            if delivered:
+                attempt = 0
+            if error is None and delivered:  # the routine end of a connection (~15 min)
+                delay = min(self._retry_seconds, self._backoff_cap)
+                log.info(
+                    "sse_ended",
+                    url=self.url,
+                    last_event_id=self.last_event_id,
+                    events=delivered,
+                    retry_in_seconds=round(delay, 2),
+                )
+            else:
                 self.state = "retrying"
-                delay = reconnect_delay(attempt, self._backoff_cap)
-                retry_after = getattr(exc, "retry_after", None)
-                if retry_after is not None:
-                    delay = max(delay, retry_after)
+                delay = reconnect_delay(attempt, self._backoff_cap, self._backoff_base)
+                delay = max(delay, getattr(error, "retry_after", None) or 0.0)
                 attempt += 1
                 log.warning(
                     "sse_disconnected",
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=f"{type(error).__name__}: {error}" if error else "ended with no event",
+                    events=delivered,
                     retry_in_seconds=round(delay, 2),
                 )
             self.reconnects += 1
@@ -108,28 +168,20 @@ class SseSource:
             _raise_for_stream_status(resp)
             self.state = "connected"
             log.info("sse_connected", url=self.url, last_event_id=self.last_event_id)
-            for event in sseclient.SSEClient(_arrivals(resp)).events():
-                if self._stop.is_set():
-                    return
-                if event.id:
-                    self.last_event_id = event.id
-                yield RawEvent(
-                    data=event.data.encode("utf-8"),
-                    sse_id=event.id or None,
-                    event_type=event.event or "message",
-                )
-
-
-def _arrivals(resp: requests.Response, size: int = 65536) -> Iterator[bytes]:
-    """Bytes as they arrive, chunked or not (`iter_content` would wait to fill its chunk).
-
-    Invalid UTF-8 is replaced (U+FFFD) here: the SSE parser would otherwise raise on it, and
-    reconnecting from the same id would meet the same bytes for ever. The frame then fails JSON
-    parsing or validation and is dead-lettered like any other bad input.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    while chunk := resp.raw.read1(size):
-        yield decoder.decode(chunk).encode("utf-8")
+            parser = SseParser(self._max_frame_bytes)
+            # `read1` returns what has arrived instead of waiting to fill a buffer; decoded, in
+            # case the server compresses (requests leaves `resp.raw` undecoded).
+            while chunk := resp.raw.read1(READ_SIZE, decode_content=True):
+                for event in parser.feed(chunk):
+                    if self._stop.is_set():
+                        return
+                    if event.last_event_id:
+                        self.last_event_id = event.last_event_id
+                    yield _raw_event(event, event.id or None)
+                # A frame without data is not dispatched, but its id moves the resume position.
+                self.last_event_id = parser.last_event_id or self.last_event_id
+                if parser.retry_ms is not None:
+                    self._retry_seconds = parser.retry_ms / 1000
 
 
 def _raise_for_stream_status(resp: requests.Response) -> None:
@@ -162,6 +214,7 @@ class FileSource:
         last_event_id: str | None,
         stop: threading.Event,
         wait_at_end: bool = False,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"SSE_URL points at a missing file: {path}")
@@ -173,6 +226,7 @@ class FileSource:
             log.warning("checkpoint_ignored", last_event_id=last_event_id, source=self._topic)
         self._stop = stop
         self._wait_at_end = wait_at_end
+        self._max_frame_bytes = max_frame_bytes
         self.reconnects = 0
         self.state = "replaying"  # replaying | finished
 
@@ -185,31 +239,35 @@ class FileSource:
 
     def _replay(self) -> Iterator[RawEvent]:
         pacer = _Pacer(self._factor)
-        for index, (data, event_type) in enumerate(self._frames()):
+        for index, frame in enumerate(self._frames()):
             if self._stop.is_set():
                 return
             if self._resume_after is not None and index <= self._resume_after:
                 continue
-            pacer.wait(data, self._stop)
-            yield RawEvent(data=data, sse_id=self._event_id(index), event_type=event_type)
+            pacer.wait(frame.data, self._stop)
+            yield _raw_event(frame, self._event_id(index))
 
     def _event_id(self, index: int) -> str:
         return json.dumps([{"topic": self._topic, "partition": 0, "offset": index}])
 
-    def _frames(self) -> Iterator[tuple[bytes, str]]:
-        if self.path.suffix == ".sse":
-            with self.path.open("rb") as fh:
-                for event in sseclient.SSEClient(_chunks(fh)).events():
-                    yield event.data.encode("utf-8"), event.event or "message"
-            return
+    def _frames(self) -> Iterator[SseEvent]:
         with self.path.open("rb") as fh:
+            if self.path.suffix == ".sse":
+                yield from parse(_chunks(fh), self._max_frame_bytes)
+                return
             for line in fh:
                 line = line.rstrip(b"\r\n")
-                if line.strip():
-                    yield line, "message"
+                if not line.strip():
+                    continue
+                if len(line) <= self._max_frame_bytes:
+                    yield SseEvent(line, size=len(line), data_size=len(line))
+                else:  # same stub as a live frame that big: Kafka would refuse the record
+                    digest = hashlib.sha256(line).hexdigest()
+                    stub = line[:PREFIX_BYTES]
+                    yield SseEvent(stub, size=len(line), sha256=digest, data_size=len(line))
 
 
-def _chunks(fh, size: int = 65536) -> Iterable[bytes]:
+def _chunks(fh, size: int = READ_SIZE) -> Iterable[bytes]:
     while chunk := fh.read(size):
         yield chunk
 
@@ -267,14 +325,23 @@ def open_source(
     read_timeout: float = 60.0,
     backoff_cap: float = 60.0,
     wait_at_end: bool = False,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
 ) -> SseSource | FileSource:
     """`file://` URLs replay a recording; anything else is a live EventStreams endpoint."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        return FileSource(Path(unquote(parsed.path)), speed, last_event_id, stop, wait_at_end)
+        path = Path(unquote(parsed.path))
+        return FileSource(path, speed, last_event_id, stop, wait_at_end, max_frame_bytes)
     if file_offset(last_event_id) is not None:
         log.warning("checkpoint_ignored", last_event_id=last_event_id, source=url)
         last_event_id = None
     return SseSource(
-        url, user_agent, last_event_id, connect_timeout, read_timeout, backoff_cap, stop
+        url,
+        user_agent,
+        last_event_id,
+        connect_timeout,
+        read_timeout,
+        backoff_cap,
+        stop,
+        max_frame_bytes=max_frame_bytes,
     )

@@ -66,6 +66,22 @@ def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
     return result
 
 
+@pytest.fixture
+def spawn(tmp_path):
+    """Producers for one test; any still running at the end (a failed test) are killed."""
+    started: list[Producer] = []
+
+    def make(*args, **env) -> Producer:
+        started.append(Producer(tmp_path, *args, **env))
+        return started[-1]
+
+    yield make
+    for producer in started:
+        if producer.proc is not None and producer.proc.poll() is None:
+            producer.proc.kill()
+            producer.proc.wait()
+
+
 def by_reason(dead: list) -> dict[tuple[str, str], list]:
     out: dict[tuple[str, str], list] = {}
     for record in dead:
@@ -77,7 +93,7 @@ def by_reason(dead: list) -> dict[tuple[str, str], list]:
 
 
 def test_poison_frames_are_dead_lettered_and_the_stream_goes_on(
-    tmp_path, topic, sse_server_factory, wikidata  # noqa: F811
+    tmp_path, spawn, topic, sse_server_factory, wikidata  # noqa: F811
 ):
     polars = recording(POLARS)
     server = sse_server_factory([polars])
@@ -96,7 +112,7 @@ def test_poison_frames_are_dead_lettered_and_the_stream_goes_on(
     }
     server.behaviour.inject = poison
     expected = event_ids(polars)
-    producer = Producer(tmp_path, server.url, wikidata.url, topic, SSE_MAX_FRAME_BYTES="1150000")
+    producer = spawn(server.url, wikidata.url, topic, SSE_MAX_FRAME_BYTES="1150000")
     producer.start()
     records = read_topic(topic, expect=len(expected), timeout=90)
     dead = read_topic(f"{topic}.dlq", expect=len(poison), timeout=30)
@@ -136,15 +152,14 @@ def test_poison_frames_are_dead_lettered_and_the_stream_goes_on(
     ],
 )
 def test_wikidata_garbage_makes_events_unavailable_not_a_crash(
-    tmp_path, topic, sse_server_factory, wikidata, garbage  # noqa: F811
+    tmp_path, spawn, topic, sse_server_factory, wikidata, garbage  # noqa: F811
 ):
     edits = recording(WIKIDATA_EDITS)
     expected = event_ids(edits)[:300]
     server = sse_server_factory([edits])
     server.frames = server.frames[:300]
     wikidata.behaviour.garbage = garbage
-    producer = Producer(
-        tmp_path,
+    producer = spawn(
         server.url,
         wikidata.url,
         topic,
@@ -160,14 +175,14 @@ def test_wikidata_garbage_makes_events_unavailable_not_a_crash(
     assert len(wikidata.behaviour.requests) >= 1
     if garbage in ("label_number", "entity_string"):
         # One bad term or entity costs only that entity's labels; the rest of the answer counts.
-        assert statuses["enriched"] > 0
+        assert statuses["unavailable"] == 0 and statuses["not_found"] > 0, statuses
     else:
         assert statuses["unavailable"] > 0 and statuses["enriched"] == 0
     assert not [line for line in producer.logs() if line.get("msg") == "internal_error"]
 
 
 def test_an_api_that_hangs_never_holds_the_stream(
-    tmp_path, topic, sse_server_factory, wikidata  # noqa: F811
+    tmp_path, spawn, topic, sse_server_factory, wikidata  # noqa: F811
 ):
     """The API hangs 120 s per request: if any event waited for it, none would arrive in time."""
     edits = recording(WIKIDATA_EDITS)
@@ -176,8 +191,7 @@ def test_an_api_that_hangs_never_holds_the_stream(
     expected = set(event_ids(edits) + event_ids(polars))
     wikidata.behaviour.outage = True
     wikidata.behaviour.outage_hang_seconds = 120
-    producer = Producer(
-        tmp_path,
+    producer = spawn(
         server.url,
         wikidata.url,
         topic,
@@ -230,15 +244,14 @@ class _Forwarder:
 
 
 def test_kafka_unreachable_at_start_waits_then_delivers(
-    tmp_path, topic, sse_server_factory, wikidata  # noqa: F811
+    tmp_path, spawn, topic, sse_server_factory, wikidata  # noqa: F811
 ):
     polars = recording(POLARS)
     server = sse_server_factory([polars])
     host, port = KAFKA.split(":")
     relay = _Forwarder((host, int(port)))
     health_port = free_port()
-    producer = Producer(
-        tmp_path,
+    producer = spawn(
         server.url,
         wikidata.url,
         topic,
@@ -267,7 +280,7 @@ def test_kafka_unreachable_at_start_waits_then_delivers(
 
 
 def test_corrupt_cache_and_failing_checkpoint_do_not_stop_the_stream(
-    tmp_path, topic, sse_server_factory, wikidata  # noqa: F811
+    tmp_path, spawn, topic, sse_server_factory, wikidata  # noqa: F811
 ):
     edits = recording(WIKIDATA_EDITS)
     expected = set(event_ids(edits))
@@ -276,8 +289,7 @@ def test_corrupt_cache_and_failing_checkpoint_do_not_stop_the_stream(
     blocked = tmp_path / "state"
     blocked.write_text("a file where the checkpoint's directory should be")
     health_port = free_port()
-    producer = Producer(
-        tmp_path,
+    producer = spawn(
         server.url,
         wikidata.url,
         topic,
@@ -304,3 +316,34 @@ def test_corrupt_cache_and_failing_checkpoint_do_not_stop_the_stream(
     assert list(tmp_path.glob("labels.sqlite3.corrupt-*")), "the corrupt file is kept aside"
     with sqlite3.connect(tmp_path / "labels.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] > 0
+
+
+def test_network_faults_on_the_stream_reconnect_and_resume(
+    tmp_path, spawn, topic, sse_server_factory, wikidata  # noqa: F811
+):
+    """Cut mid-chunk, a malformed chunk, a stalled connection, 200s with nothing: the producer
+    reconnects with Last-Event-ID after each and delivers every event once."""
+    polars = recording(POLARS)
+    server = sse_server_factory([polars])
+    server.behaviour.faults = [
+        ("cut_mid_chunk", 10),
+        ("bad_chunk", 20),
+        ("stall", 30),
+        ("empty", 0),
+        ("empty", 0),
+        ("cut_mid_chunk", 60),
+    ]
+    server.behaviour.stall_seconds = 30
+    expected = event_ids(polars)
+    producer = spawn(server.url, wikidata.url, topic, SSE_READ_TIMEOUT_SECONDS="2")
+    producer.start()
+    records = read_topic(topic, expect=len(expected), timeout=90)
+    assert producer.proc.poll() is None
+    assert producer.stop() == 0
+    assert Counter(json.loads(r.value())["event_id"] for r in records) == Counter(expected)
+    connections = server.behaviour.connections
+    assert len(connections) >= 7
+    assert all(c["last_event_id"] for c in connections[1:]), "every reconnect resumes"
+    disconnects = [line for line in producer.logs() if line["msg"] == "sse_disconnected"]
+    assert len(disconnects) >= 6
+    assert all(line["retry_in_seconds"] > 0 for line in disconnects), "each one backs off"

@@ -5,9 +5,13 @@ It speaks the same SSE as `stream.wikimedia.org`: a `:ok` comment, then `event: 
 like the live service, so `Last-Event-ID` resumes at the first event at or after that time, which
 replays a few events exactly as the real service does. Recorded `.sse` frames keep their own ids.
 
-For tests it can also cut connections after N events (the live service cuts every ~15 min),
-require a policy-compliant User-Agent (403 otherwise), answer 429/503 a number of times, and
-inject malformed frames at chosen positions.
+Responses stream with chunked transfer encoding (HTTP/1.1). For tests it can also cut
+connections after N events (the live service cuts every ~15 min), require a policy-compliant
+User-Agent (403 otherwise), answer 429/503 a number of times, inject malformed frames at chosen
+positions, send huge frames (one long line, or very many short `data:` lines) without holding
+them in memory, and fail connections in scripted ways (`Behaviour.faults`): cut one in the
+middle of a chunk, send a malformed chunk, stall until the client's read timeout gives up, or
+answer 200 and close with no event.
 
 Run alone: `python -m tests.standins.sse_server --port 8098 FILE...`.
 """
@@ -19,13 +23,13 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import sseclient
-
+from producer.sse import parse
 from tests.standins import LoopbackServer
 
 TOPIC = "eqiad.mediawiki.recentchange"
@@ -45,15 +49,14 @@ def load_frames(paths: list[Path]) -> list[Frame]:
     frames: list[Frame] = []
     for path in paths:
         if path.suffix == ".sse":
-            with path.open("rb") as fh:
-                for event in sseclient.SSEClient(iter([fh.read()])).events():
-                    data = event.data.encode("utf-8")
-                    ts = _id_timestamp(event.id) if event.id else _ts(data)
-                    frames.append(Frame(data, event.id or _live_id(ts), ts or _ts(data)))
+            content = path.read_bytes()
+            for event in parse([content], max_frame_bytes=len(content) + 1):  # keep every frame
+                ts = _id_timestamp(event.id) if event.id else _ts(event.data)
+                frames.append(Frame(event.data, event.id or live_id(ts), ts or _ts(event.data)))
             continue
         for line in path.read_bytes().splitlines():
             if line.strip():
-                frames.append(Frame(line, _live_id(_ts(line)), _ts(line)))
+                frames.append(Frame(line, live_id(_ts(line)), _ts(line)))
     return frames
 
 
@@ -62,7 +65,8 @@ def _ts(data: bytes) -> int:
     return int(datetime.fromisoformat(dt.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _live_id(timestamp_ms: int) -> str:
+def live_id(timestamp_ms: int) -> str:
+    """An EventStreams-style id (both data centres) at `timestamp_ms`."""
     return json.dumps(
         [
             {"topic": TOPIC, "partition": 0, "timestamp": timestamp_ms},
@@ -88,6 +92,31 @@ def resume_index(frames: list[Frame], last_event_id: str | None) -> int:
     return next((i for i, f in enumerate(frames) if f.timestamp_ms >= ts), len(frames))
 
 
+FILLER = bytes(range(48, 58)) * 6554  # 65,540 bytes of "0123456789..." for huge data lines
+
+
+def filler(size: int) -> Iterator[bytes]:
+    """`size` bytes of filler in pieces (a huge frame's data, never held whole)."""
+    while size > 0:
+        yield FILLER[: min(size, len(FILLER))]
+        size -= len(FILLER)
+
+
+def big_frame(kind: str, size: int, sse_id: str) -> Iterator[bytes]:
+    """A huge `event: message` frame in pieces: kind "line" is one `data:` line of `size` filler
+    bytes; kind "lines" is `size` lines `data: x` (the frame's data is "x\nx\n...x")."""
+    yield b"event: message\nid: %s\ndata: " % sse_id.encode()
+    if kind == "line":
+        yield from filler(size)
+        yield b"\n\n"
+        return
+    block = b"x\ndata: " * 8192
+    full, rest = divmod(size - 1, 8192)
+    for _ in range(full):
+        yield block
+    yield b"x\ndata: " * rest + b"x\n\n"
+
+
 @dataclass
 class Behaviour:
     cut_after: int = 0  # close each connection after this many frames (0 = never)
@@ -98,6 +127,14 @@ class Behaviour:
     inject: dict[int, bytes] = field(default_factory=dict)  # raw frame text before position i
     frame_delay: float = 0.0
     hold_open: bool = True  # after the last frame, keep the connection open (like live)
+    # Huge frames sent before position i: {i: ("line", bytes) or ("lines", count)}, see big_frame.
+    big_frames: dict[int, tuple[str, int]] = field(default_factory=dict)
+    # One (fault, after_n_frames) per upcoming connection, in order; then connections are normal.
+    # "cut_mid_chunk": announce the next frame's chunk, send half of it, close the socket.
+    # "bad_chunk": a chunk size that is not hex; "stall": send nothing more (the client's read
+    # timeout must fire); "empty": 200 and a clean end with no body at all.
+    faults: list[tuple[str, int]] = field(default_factory=list)
+    stall_seconds: float = 30.0  # a stalled connection ends when the client leaves, or then
     connections: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -129,6 +166,9 @@ class _Handler(BaseHTTPRequestHandler):
             reject = b.reject_next > 0
             if reject:
                 b.reject_next -= 1
+            fault = ("", 0)
+            if not reject and b.faults:
+                fault = b.faults.pop(0)
         if b.require_user_agent and not UA_POLICY.match(user_agent):
             self._plain(403, "Please set a user-agent and respect our robot policy")
             return
@@ -138,36 +178,70 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
         try:
-            self._stream(resume_index(self.server.frames, last_id), b)
+            if self._stream(resume_index(self.server.frames, last_id), b, *fault):
+                self.wfile.write(b"0\r\n\r\n")  # the last chunk: a clean end of the response
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _stream(self, start: int, b: Behaviour) -> None:
-        self.wfile.write(b":ok\n\n")
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _stream(self, start: int, b: Behaviour, fault: str, fault_after: int) -> bool:
+        """Send frames from `start`; False if the connection was broken on purpose."""
+        if fault == "empty":
+            return True
+        self._chunk(b":ok\n\n")
         sent = 0
         for index in range(start, len(self.server.frames)):
-            if index in b.inject:
-                self.wfile.write(b.inject[index])
             frame = self.server.frames[index]
-            self.wfile.write(
-                b"event: %s\nid: %s\ndata: %s\n\n"
-                % (frame.event_type.encode(), frame.sse_id.encode(), frame.data)
+            text = b"event: %s\nid: %s\ndata: %s\n\n" % (
+                frame.event_type.encode(),
+                frame.sse_id.encode(),
+                frame.data,
             )
-            self.wfile.flush()
+            if fault and sent >= fault_after:
+                return self._fail(fault, text, b)
+            if index in b.inject:
+                self._chunk(b.inject[index])
+            if index in b.big_frames:
+                kind, size = b.big_frames[index]
+                for piece in big_frame(kind, size, live_id(frame.timestamp_ms - 1)):
+                    self._chunk(piece)
+            self._chunk(text)
             sent += 1
             if b.frame_delay:
                 time.sleep(b.frame_delay)
             if b.cut_after and sent >= b.cut_after:
-                return
+                return True
+        if fault:
+            return self._fail(fault, b": the stream is drained\n\n", b)
         if b.hold_open:
             while True:
                 time.sleep(1)
-                self.wfile.write(b":\n\n")
-                self.wfile.flush()
+                self._chunk(b":\n\n")
+        return True
+
+    def _fail(self, fault: str, text: bytes, b: Behaviour) -> bool:
+        if fault == "cut_mid_chunk":
+            # The chunk header promises the whole frame; the socket closes after half of it.
+            self.wfile.write(b"%x\r\n%s" % (len(text), text[: len(text) // 2]))
+        elif fault == "bad_chunk":
+            self.wfile.write(b"zz\r\n" + text + b"\r\n")
+        elif fault == "stall":
+            # Send nothing more; the request has no body, so recv returns when the client leaves.
+            self.connection.settimeout(b.stall_seconds)
+            try:
+                self.connection.recv(1)
+            except OSError:
+                pass
+        else:
+            raise ValueError(f"unknown fault {fault!r}")
+        return False
 
     def _plain(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         body = text.encode()

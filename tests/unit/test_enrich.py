@@ -89,9 +89,7 @@ def stage_factory(wikidata, cache):
         s.close()
 
 
-def test_events_without_an_entity_leave_at_once_even_while_the_api_is_slow(
-    wikidata, stage_factory
-):
+def test_events_without_an_entity_leave_at_once_even_while_the_api_is_slow(wikidata, stage_factory):
     wikidata.behaviour.delay_seconds = 1.0
     stage = stage_factory()
     stage.enricher.add("q", change("Q42"))

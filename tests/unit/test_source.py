@@ -1,16 +1,42 @@
+import hashlib
+import io
 import json
+import logging
+import socket
 import threading
+import time
 from datetime import datetime
 from itertools import islice
 
 import pytest
+import structlog
 
+from producer.logs import configure_logging
 from producer.source import FileSource, StreamRejected, file_offset, open_source
 from tests.conftest import USER_AGENT, recorded_files
+from tests.standins.sse_server import SseStandIn, live_id, filler, load_frames
 
 
 def _file(name):
     return next(p for p in recorded_files() if p.name.startswith(name))
+
+
+@pytest.fixture
+def logged():
+    """The producer's JSON log lines with a given `msg`, read from a buffer of this test's own;
+    the logging set-up from before is restored afterwards."""
+    handlers, level, config = logging.root.handlers[:], logging.root.level, structlog.get_config()
+    buffer = io.StringIO()
+    configure_logging("INFO", stream=buffer)
+
+    def lines(msg: str) -> list[dict]:
+        out = [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+        return [line for line in out if line["msg"] == msg]
+
+    yield lines
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+    structlog.configure(**config)
 
 
 def test_file_replay_of_jsonl_and_sse():
@@ -125,11 +151,8 @@ def test_replay_paces_by_event_time():
     assert len(list(islice(FileSource(_file("editgroups_one_qs"), "fast", None, stop), 5))) == 5
 
 
-def test_unreachable_stream_retries_with_backoff_and_says_so(capsys):
+def test_unreachable_stream_retries_with_backoff_and_says_so(logged):
     """No internet: the source keeps retrying and logs each attempt with its delay."""
-    from producer.logs import configure_logging
-
-    configure_logging("INFO")
     stop = threading.Event()
     source = open_source("http://127.0.0.1:9/v2/stream", USER_AGENT, None, stop, backoff_cap=0.05)
     reader = threading.Thread(target=lambda: list(source), daemon=True)
@@ -138,8 +161,152 @@ def test_unreachable_stream_retries_with_backoff_and_says_so(capsys):
     deadline.wait(1.0)
     stop.set()
     reader.join(5)
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
-    retries = [line for line in lines if line["msg"] == "sse_disconnected"]
+    retries = logged("sse_disconnected")
     assert len(retries) >= 3
     assert all("ConnectionError" in r["error"] and "retry_in_seconds" in r for r in retries)
     assert not reader.is_alive()
+
+
+def _until_every_id(source, want: int = 9, limit: int = 60) -> list:
+    """Frames read until `want` distinct events arrived (resumes replay a few)."""
+    events, ids = [], set()
+    source = iter(source)
+    while len(ids) < want and len(events) < limit:
+        events.append(next(source))
+        ids.add(json.loads(events[-1].data)["meta"]["id"])
+    assert len(ids) == want, "every recorded frame arrives despite the faults"
+    return events
+
+
+@pytest.mark.parametrize(
+    "faults, error",
+    [
+        # urllib3 raises these from `resp.raw`, past requests' exception wrapping.
+        ([("cut_mid_chunk", 3)], "ProtocolError: ('Connection broken: IncompleteRead"),
+        ([("stall", 3)], "ReadTimeoutError"),
+        ([("bad_chunk", 3)], "ProtocolError"),  # invalid chunked encoding
+        # A clean, empty 200 after a cut: it must back off too, and resume the same.
+        ([("cut_mid_chunk", 3), ("empty", 0), ("empty", 0)], "ProtocolError"),
+    ],
+    ids=["cut-mid-chunk", "read-timeout", "bad-chunk", "empty-200"],
+)
+def test_sse_survives_network_faults_and_resumes(sse_server_factory, logged, faults, error):
+    server = sse_server_factory([_file("recentchange_9_frames")])
+    server.behaviour.faults = list(faults)
+    source = open_source(
+        server.url, USER_AGENT, None, threading.Event(), read_timeout=1.0, backoff_cap=0.05
+    )
+    events = _until_every_id(source)
+    conns = server.behaviour.connections
+    assert len(conns) == len(faults) + 1
+    assert conns[0]["last_event_id"] is None
+    assert all(c["last_event_id"] == events[2].sse_id for c in conns[1:]), "resumed each time"
+    disconnects = logged("sse_disconnected")
+    assert disconnects[0]["error"].startswith(error) and disconnects[0]["events"] == 3
+    assert [d["error"] for d in disconnects[1:]] == ["ended with no event"] * (len(faults) - 1)
+    assert all(d["retry_in_seconds"] > 0 for d in disconnects)
+
+
+def test_sse_survives_connection_refused_and_resumes(logged):
+    """The server is down at first (connection refused), then comes up: resume from the id."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    frames = load_frames([_file("recentchange_9_frames")])
+    resume_from = frames[4].sse_id
+    servers: list[SseStandIn] = []
+
+    def start_once_refused() -> None:  # the port stays closed until a refusal was logged
+        deadline = time.monotonic() + 10
+        while not logged("sse_disconnected") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        servers.append(SseStandIn(frames, port).start())
+
+    starter = threading.Thread(target=start_once_refused)
+    starter.start()
+    try:
+        url = f"http://127.0.0.1:{port}/v2/stream/recentchange"
+        source = open_source(url, USER_AGENT, resume_from, threading.Event(), backoff_cap=0.05)
+        first = next(iter(source))
+    finally:
+        starter.join()
+        for server in servers:
+            server.stop()
+    assert first.sse_id == resume_from
+    assert servers[0].behaviour.connections[0]["last_event_id"] == resume_from
+    refused = logged("sse_disconnected")
+    assert refused and all("ConnectionError" in r["error"] for r in refused)
+
+
+def test_empty_200_closes_back_off(sse_server_factory):
+    """A 200 that closes with no event must not make a tight loop (3,505 connections in 3 s).
+
+    With base 1 s and cap 0.2 s every delay is in [0.1, 0.2] s (equal jitter), so in `elapsed`
+    seconds at most elapsed / 0.1 + 1 connections can start, however the scheduler runs.
+    """
+    server = sse_server_factory([_file("recentchange_9_frames")])
+    server.behaviour.faults = [("empty", 0)] * 10_000
+    stop = threading.Event()
+    source = open_source(server.url, USER_AGENT, None, stop, backoff_cap=0.2)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(source), daemon=True)
+    started = time.monotonic()
+    reader.start()
+    stop.wait(1.0)
+    stop.set()
+    elapsed = time.monotonic() - started
+    reader.join(5)
+    assert not reader.is_alive() and got == []
+    assert 3 <= len(server.behaviour.connections) <= elapsed / 0.1 + 1
+    assert source.reconnects >= 2
+
+
+def test_oversize_frames_arrive_as_stubs_and_the_stream_goes_on(sse_server_factory):
+    """A 2 MB line, 640k short data lines and a 50 MB line: stubs, on the same connection."""
+    server = sse_server_factory([_file("recentchange_9_frames")])
+    server.behaviour.big_frames = {
+        2: ("line", 2_000_000),
+        4: ("lines", 640_000),
+        6: ("line", 50_000_000),
+    }
+    source = open_source(server.url, USER_AGENT, None, threading.Event())
+    events = list(islice(source, 12))
+    stubs = [e for e in events if e.oversize_bytes is not None]
+    assert [events.index(s) for s in stubs] == [2, 5, 8]
+    assert len(server.behaviour.connections) == 1, "big frames do not break the connection"
+    # oversize_bytes is the size of the data, the bytes sha256 covers.
+    data_sizes = (2_000_000, len(b"x\n") * 640_000 - 1, 50_000_000)
+    for stub, index, data_size in zip(stubs, (2, 4, 6), data_sizes):
+        assert stub.sse_id == live_id(server.frames[index].timestamp_ms - 1)
+        assert stub.event_type == "message" and len(stub.data) == 1024
+        assert stub.oversize_bytes == data_size
+    digest = hashlib.sha256()
+    for piece in filler(2_000_000):
+        digest.update(piece)
+    assert stubs[0].sha256 == digest.hexdigest()
+    assert stubs[1].sha256 == hashlib.sha256(b"\n".join([b"x"] * 640_000)).hexdigest()
+    assert stubs[1].data == b"x\n" * 512
+    kept = [json.loads(e.data)["meta"]["id"] for e in events if e.oversize_bytes is None]
+    assert len(set(kept)) == 9
+
+
+def test_a_big_frame_under_the_limit_is_kept(sse_server_factory):
+    server = sse_server_factory([_file("recentchange_9_frames")])
+    server.behaviour.big_frames = {0: ("lines", 640_000)}
+    source = open_source(server.url, USER_AGENT, None, threading.Event(), max_frame_bytes=6_000_000)
+    big = next(iter(source))
+    assert big.oversize_bytes is None and big.data == b"\n".join([b"x"] * 640_000)
+
+
+def test_file_replay_stubs_oversize_frames(tmp_path):
+    line = b'{"meta": {"dt": "2025-01-01T00:00:00Z"}, "x": "' + b"a" * 5000 + b'"}'
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b'{"small": 1}\n' + line + b"\n")
+    small, big = FileSource(path, "fast", None, threading.Event(), max_frame_bytes=4096)
+    assert small.data == b'{"small": 1}' and small.oversize_bytes is None
+    assert big.oversize_bytes == len(line) and big.sha256 == hashlib.sha256(line).hexdigest()
+    assert big.data == line[:1024]
+    sse = tmp_path / "big.sse"
+    sse.write_bytes(b"data: " + line + b"\n\ndata: after\n\n")
+    big, after = FileSource(sse, "fast", None, threading.Event(), max_frame_bytes=4096)
+    assert big.sha256 == hashlib.sha256(line).hexdigest() and after.data == b"after"
