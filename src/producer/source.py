@@ -16,9 +16,9 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote, urlparse
 
 import requests
@@ -47,13 +47,13 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 READ_SIZE = 65536
 
 
-@dataclass(frozen=True)
-class RawEvent:
+class RawEvent(NamedTuple):
     """One frame as received: `sse_id` is the resume position after this frame.
 
     A frame bigger than the source's `max_frame_bytes` is not kept: `oversize_bytes` is the size
     of its data and `sha256` that data's hex digest (the bytes a record would have carried), and
     `data` holds only its first KiB, so the pipeline can dead-letter a stub (FrameTooLarge).
+    A NamedTuple because one is made per event: it costs a third of a frozen dataclass.
     """
 
     data: bytes
@@ -220,6 +220,7 @@ class FileSource:
             raise FileNotFoundError(f"SSE_URL points at a missing file: {path}")
         self.path = path.resolve()
         self._topic = FILE_TOPIC_PREFIX + str(self.path)
+        self._id_prefix = '[{"topic": ' + json.dumps(self._topic) + ', "partition": 0, "offset": '
         self._factor = None if speed == "fast" else (1.0 if speed == "realtime" else float(speed))
         self._resume_after = file_offset(last_event_id, self._topic)
         if last_event_id and self._resume_after is None:
@@ -238,17 +239,21 @@ class FileSource:
             self._stop.wait()
 
     def _replay(self) -> Iterator[RawEvent]:
-        pacer = _Pacer(self._factor)
+        pacer = _Pacer(self._factor) if self._factor is not None else None
+        stop = self._stop
+        skip = -1 if self._resume_after is None else self._resume_after
         for index, frame in enumerate(self._frames()):
-            if self._stop.is_set():
+            if stop.is_set():
                 return
-            if self._resume_after is not None and index <= self._resume_after:
+            if index <= skip:
                 continue
-            pacer.wait(frame.data, self._stop)
+            if pacer is not None:
+                pacer.wait(frame.data, stop)
             yield _raw_event(frame, self._event_id(index))
 
     def _event_id(self, index: int) -> str:
-        return json.dumps([{"topic": self._topic, "partition": 0, "offset": index}])
+        """`[{"topic": "file:<path>", "partition": 0, "offset": <index>}]`, as JSON."""
+        return f"{self._id_prefix}{index}}}]"
 
     def _frames(self) -> Iterator[SseEvent]:
         with self.path.open("rb") as fh:

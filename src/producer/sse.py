@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_MAX_FRAME_BYTES = 1_000_000
 PREFIX_BYTES = 1024  # how much of an oversize frame's data is kept for the dead letter
@@ -31,9 +31,8 @@ _MAX_NAME = 5  # len("event"): a colon-less line head longer than this names no 
 _BUFFER, _HASH, _DROP = 0, 1, 2
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One dispatched frame.
+class SseEvent(NamedTuple):
+    """One dispatched frame (a NamedTuple: one is made per event, so construction cost counts).
 
     `id` is this frame's own `id` field (None without one); `last_event_id` is the stream's last
     event id after it (the spec's `lastEventId`, what a reconnect sends). `size` counts the frame's

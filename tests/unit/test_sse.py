@@ -3,7 +3,7 @@
 import hashlib
 import random
 import tracemalloc
-from dataclasses import replace
+
 
 import pytest
 
@@ -90,7 +90,7 @@ def test_recorded_frames_parse_alike_at_every_chunk_boundary():
     for ending in (b"\r\n", b"\r"):
         # Each recorded frame has three lines (event, id, data): CRLF adds a byte to each.
         extra = 3 * (len(ending) - 1)
-        expected = [replace(e, size=e.size + extra) for e in whole]
+        expected = [e._replace(size=e.size + extra) for e in whole]
         assert _bytewise(stream.replace(b"\n", ending)) == expected
 
 
