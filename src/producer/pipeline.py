@@ -205,7 +205,7 @@ class Pipeline:
     def accept(self, raw: RawEvent) -> None:
         """Decode one frame and hand it to enrichment, or finish it here. Never raises."""
         flight = _InFlight(self.tracker.begin(raw.sse_id), raw)
-        self.stats.add("events_in")
+        self.stats.received += 1
         try:
             if raw.oversize_bytes is not None:
                 self._dead_letter_oversize_frame(flight)
@@ -242,7 +242,7 @@ class Pipeline:
 
     def _delivered(self, flight: _InFlight, event_type: str, meta: Meta, err, _msg) -> None:
         if err is None:
-            self.stats.delivered(event_type, meta.dt.timestamp())
+            self.stats.delivered(event_type, meta.dt)
             self.delivered_ids.append(meta.id)
             self.tracker.done(flight.seq)
             if self.sink.state != "ok":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 KNOWN_TYPES = ("edit", "new", "log", "categorize")
 COUNTERS = (
@@ -19,25 +20,41 @@ COUNTERS = (
 
 @dataclass
 class Stats:
-    """Per-interval counts (reset at every report) plus running totals."""
+    """Per-interval counts (reset at every report) plus running totals.
+
+    The two per-event counters (`received`, `delivered`) are plain attribute updates that
+    `report` folds into the counters: they run for every event, the rest for a few.
+    """
 
     interval: Counter = field(default_factory=Counter)
     totals: Counter = field(default_factory=Counter)
     by_type: Counter = field(default_factory=Counter)
-    last_event_time: float | None = None
+    last_event_dt: datetime | None = None
+    received: int = 0
+    _delivered_types: Counter = field(default_factory=Counter)
     _since: float = field(default_factory=time.monotonic)
 
     def add(self, name: str, n: int = 1) -> None:
         self.interval[name] += n
         self.totals[name] += n
 
-    def delivered(self, event_type: str, event_epoch: float) -> None:
-        self.add("events_out")
-        self.by_type[event_type if event_type in KNOWN_TYPES else "other"] += 1
-        self.last_event_time = max(self.last_event_time or 0.0, event_epoch)
+    def delivered(self, event_type: str, event_dt: datetime) -> None:
+        self._delivered_types[event_type] += 1
+        if self.last_event_dt is None or event_dt > self.last_event_dt:
+            self.last_event_dt = event_dt
+
+    def fold(self) -> None:
+        """Move the per-event counts into `interval` and `totals` (before reading them)."""
+        self.add("events_in", self.received)
+        self.received = 0
+        for event_type, n in self._delivered_types.items():
+            self.add("events_out", n)
+            self.by_type[event_type if event_type in KNOWN_TYPES else "other"] += n
+        self._delivered_types.clear()
 
     def report(self, extra: dict) -> dict:
         """The fields of one `stats` line; starts the next interval."""
+        self.fold()
         now = time.monotonic()
         seconds = max(now - self._since, 1e-9)
         line = {"interval_seconds": round(seconds, 3)}
@@ -46,9 +63,8 @@ class Stats:
         line["events_per_sec_out"] = round(self.interval["events_out"] / seconds, 2)
         for name in (*KNOWN_TYPES, "other"):
             line[f"by_type_{name}"] = self.by_type[name]
-        line["event_lag_seconds"] = (
-            round(time.time() - self.last_event_time, 3) if self.last_event_time else None
-        )
+        last = self.last_event_dt
+        line["event_lag_seconds"] = round(time.time() - last.timestamp(), 3) if last else None
         line.update(extra)
         line.update({f"total_{name}": self.totals[name] for name in ("events_in", "events_out")})
         line["total_dlq"] = self.totals["dlq"]
