@@ -77,5 +77,5 @@ compose-check: ## validate docker-compose.yml against the Compose Specification 
 fmt: $(VPY) ## format the code
 	$(VPY) -m black .
 
-bench: $(VPY) ## producer throughput benchmark, report under docs/
-	STACK_SERVICES=kafka $(VPY) native/with_stack.py -- $(VPY) -m benchmarks.producer_bench --report docs/benchmarks.md
+bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
+	STACK_SERVICES=kafka $(VPY) native/with_stack.py -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)

@@ -32,7 +32,7 @@ from producer.logs import configure_logging
 from producer.main import build_pipeline, prepare_kafka
 from producer.source import RawEvent
 from producer.sse import SseParser
-from producer.wikidata import LANGUAGES, MAX_IDS_PER_CALL, ApiStats, parse_entities
+from producer.wikidata import MAX_IDS_PER_CALL, ApiStats, parse_entities, wbgetentities_params
 
 log = structlog.get_logger("benchmarks.asyncio_producer")
 
@@ -97,15 +97,7 @@ class AsyncLabelWorkers:
         if now < self._paused_until or now < self._open_until:
             return Answer(unavailable=tuple(ids))
         s = self._settings
-        params = {
-            "action": "wbgetentities",
-            "ids": "|".join(ids),
-            "props": "labels|descriptions",
-            "languages": LANGUAGES,
-            "languagefallback": "1",
-            "format": "json",
-            "maxlag": str(s.wikidata_maxlag_seconds),
-        }
+        params = wbgetentities_params(ids, s.wikidata_maxlag_seconds)
         started = time.perf_counter()
         try:
             timeout = aiohttp.ClientTimeout(total=s.wikidata_timeout_seconds)

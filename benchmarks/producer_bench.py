@@ -1,168 +1,311 @@
-"""Producer throughput and memory on recorded data, each stage measured in the same run.
+"""Throughput: the producer process against the ceiling of one Python process, same input.
 
-Absolute numbers on a shared 2-core machine are noise; the ratios between stages measured
-back to back in one process are what the report is for (where does the time go?).
+The ceiling is the least per-event work any Python producer of this stream must do: parse the
+frame with the source's own parser (`producer.source.FileSource`), `json.loads` it, and
+`Producer.produce()` its bytes with the producer's own Kafka settings, polling and flushing,
+all in one process. The pipeline is `python -m producer` replaying the same file
+(`SSE_URL=file://...`, `REPLAY_SPEED=fast`, `REPLAY_AT_END=exit`), once with enrichment off and
+once with a warm label cache (a first run fills `CACHE_DB_PATH`). Both rates are records / (last
+- first Kafka record timestamp), so start-up does not count; the ratio between them, measured in
+the same run, is the figure to watch (the machine is noisy, the ratio much less so).
 
-    python -m benchmarks.producer_bench --report docs/benchmarks.md
+The input is the real recordings repeated with unique `meta.id`s (`benchmarks/load.py`'s mix,
+entity edits keeping their recorded ids so the cache can warm) to ~100k events, so the rates
+are stable. Peak RSS of each producer process comes from `wait4()`.
+
+    python -m benchmarks.producer_bench [--events 100000] [--report docs/benchmarks.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import statistics
 import tempfile
 import threading
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 
-from producer.checkpoint import CheckpointStore
-from producer.decode import decode_event
-from producer.enrich import Enricher, make_breaker
-from producer.events import EnrichedEvent
-from producer.logs import configure_logging
-from producer.pipeline import Pipeline
-from producer.sink import KafkaSink, ensure_topics, producer_config
+from benchmarks import harness
+from producer.sink import producer_config
 from producer.source import FileSource
-from producer.cache import SqliteLabelCache
-from producer.wikidata import WikidataClient
-from tests.standins import recentchange_dir
+from benchmarks.load import DT_MARK, ENTITY_SHARE, EventMix, frame, iso_ms
 from tests.standins.wikidata_api import WikidataStandIn
 
-RECORDING = "editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl"
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-USER_AGENT = "WikiStreams-bench/0.1 (bench@wikistreams.invalid) python-requests/2"
+EXIT_GRACE = 30.0  # seconds a finished replay may take to flush and exit
+REPLAY_RATE = 300.0  # events/s of event time in the generated file (only meta.dt depends on it)
 
 
-def _rate(n: int, seconds: float) -> float:
-    return n / seconds if seconds else float("inf")
+def build_input(path: Path, events: int, entity_share: float, seed: int | None) -> None:
+    """A recording of `events` real-shaped events as `.jsonl` or `.sse` (by the suffix)."""
+    mix = EventMix(entity_share, seed=seed, fresh_entities=False)
+    base = time.time() - events / REPLAY_RATE
+    with path.open("wb") as fh:
+        for i, event in enumerate(mix.iter(events)):
+            epoch = base + i / REPLAY_RATE
+            if path.suffix == ".sse":
+                fh.write(frame(event, epoch))
+            else:
+                fh.write(event.data.replace(DT_MARK.encode(), iso_ms(epoch).encode()) + b"\n")
 
 
-def bench_decode(lines: list[bytes], repeat: int) -> list[float]:
-    rates = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for line in lines:
-            decode_event(line)
-        rates.append(_rate(len(lines), time.perf_counter() - started))
-    return rates
+def _frames(path: Path) -> FileSource:
+    return FileSource(path, "fast", None, threading.Event())
 
 
-def bench_decode_serialise(lines: list[bytes], repeat: int) -> list[float]:
-    rates = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for line in lines:
-            EnrichedEvent.from_change(decode_event(line)).model_dump_json()
-        rates.append(_rate(len(lines), time.perf_counter() - started))
-    return rates
+# --- the ceiling ----------------------------------------------------------------------------------
 
 
-def bench_pipeline(path: Path, api: WikidataStandIn | None, cache_dir: Path) -> float:
-    """File source -> pipeline -> real Kafka; returns events/s until Kafka confirmed all."""
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
-    ensure_topics(KAFKA, [topic, f"{topic}.dlq"], 3, 1)
-    sink = KafkaSink(producer_config(KAFKA, "zstd", 50), topic, f"{topic}.dlq")
-    breaker = make_breaker(3, 60)
-    if api is None:
-        enricher = Enricher(None, None, breaker)
-    else:
-        client = WikidataClient(api.url, USER_AGENT)
-        cache = SqliteLabelCache(cache_dir / "labels.sqlite3", 3600, 3600)
-        enricher = Enricher(client, cache, breaker)
-    pipeline = Pipeline(
-        sink,
-        enricher,
-        CheckpointStore(cache_dir / f"{topic}.json"),
-        source_name=str(path),
-        dedupe_window=100_000,
-        stats_interval=3600,
+def run_ceiling(path: Path) -> dict:
+    """Source parser + json.loads + produce() + poll/flush in this process."""
+    config = producer_config(
+        harness.KAFKA,
+        harness.settings_default("kafka_compression", "zstd"),
+        harness.settings_default("kafka_linger_ms", 50),
     )
-    stop = threading.Event()
+    topic = harness.new_topic_name("ceiling")
+    harness.create_topics(topic)
+    try:
+        producer = Producer(config)
+        sent = 0
+        started = time.perf_counter()
+        for raw in _frames(path):
+            event = json.loads(raw.data)
+            key = f"{event['wiki']}:{event['title']}".encode("utf-8")
+            while True:
+                try:
+                    producer.produce(topic, raw.data, key)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+            sent += 1
+        undelivered = producer.flush(120)
+        wall = time.perf_counter() - started
+        stamps = [r.timestamp_ms for r in harness.read_topic(topic)]
+    finally:
+        harness.delete_topics(topic)
+    return {
+        "name": "ceiling",
+        "sent": sent,
+        "delivered": len(stamps),
+        "undelivered": undelivered,
+        "rate": harness.rate_between(stamps),
+        "rate_wall": sent / wall if wall else None,
+    }
+
+
+# --- the producer process -------------------------------------------------------------------------
+
+
+def run_pipeline(
+    name: str, path: Path, workdir: Path, cache: Path, args: argparse.Namespace, **settings: str
+) -> dict:
+    """One replay of `path` by the producer process, to its own topic; it should exit 0."""
+    topic = harness.new_topic_name(name)
+    harness.create_topics(topic, f"{topic}.dlq")
+    producer = harness.ProducerProcess(
+        workdir / topic,  # a fresh checkpoint: a second replay of the file must start over
+        topic,
+        path.as_uri(),
+        REPLAY_SPEED="fast",
+        REPLAY_AT_END="exit",
+        CACHE_DB_PATH=str(cache),
+        **settings,
+    )
+    notes: list[str] = []
+    counter = harness.TopicCounter(topic, f"{topic}.dlq")
+    try:
+        producer.start()
+        _wait_replay(producer, counter, args, notes)
+        exit_code = producer.stop(60)
+        stamps = [r.timestamp_ms for r in harness.read_topic(topic)]
+        dead = len(harness.read_topic(f"{topic}.dlq"))
+    finally:
+        counter.close()
+        if producer.running():
+            producer.stop(5)
+        harness.delete_topics(topic, f"{topic}.dlq")
+    result = {
+        "name": name,
+        "delivered": len(stamps),
+        "dead_lettered": dead,
+        "rate": harness.rate_between(stamps),
+        "exit_code": exit_code,
+        "peak_rss_mb": producer.peak_rss_mb,
+        "notes": notes,
+    }
+    if exit_code != 0:
+        result["log_tail"] = producer.log_tail()
+    return result
+
+
+def _wait_replay(producer, counter, args, notes: list[str]) -> None:
+    """Until the producer exits at the end of the file; bounded, so a stuck producer is stopped.
+
+    It gets `EXIT_GRACE` seconds after Kafka holds every event, and `args.stall_timeout` without
+    any new record.
+    """
+    deadline = time.monotonic() + args.run_timeout
+    last, last_progress, complete_since = -1, time.monotonic(), None
+    while producer.wait(0.5) is None:
+        now, count = time.monotonic(), counter.count()
+        if count != last:
+            last, last_progress = count, now
+        if count >= args.events:
+            complete_since = complete_since or now
+            if now - complete_since > EXIT_GRACE:
+                notes.append(f"did not exit {EXIT_GRACE:g} s after the last record: stopped")
+                return
+        elif now - last_progress > args.stall_timeout:
+            notes.append(f"stalled at {count:,} records for {args.stall_timeout:g} s: stopped")
+            return
+        if now > deadline:
+            notes.append(f"still running after {args.run_timeout:g} s: stopped")
+            return
+
+
+# --- in-process stage costs (where the time goes) -------------------------------------------------
+
+
+def stage_rates(path: Path, limit: int) -> dict[str, float | None]:
+    """Events/s of the in-process stages (frame parse over the whole input, the rest over the
+    first `limit` frames). Decode and serialise call producer internals; their rows are left
+    out, with a note, when those functions change shape."""
     started = time.perf_counter()
-    code = pipeline.run(FileSource(path, "fast", None, stop), stop)
-    elapsed = time.perf_counter() - started
-    assert code == 0 and pipeline.stats.totals["events_out"] > 0
-    AdminClient({"bootstrap.servers": KAFKA}).delete_topics([topic, f"{topic}.dlq"])
-    return _rate(pipeline.stats.totals["events_out"], elapsed)
+    total = sum(1 for _ in _frames(path))
+    out: dict[str, float | None] = {
+        "frame parse (FileSource)": total / (time.perf_counter() - started)
+    }
+    datas = []
+    for raw in _frames(path):
+        datas.append(raw.data)
+        if len(datas) >= limit:
+            break
+
+    def timed(name: str, fn) -> None:
+        started = time.perf_counter()
+        for data in datas:
+            fn(data)
+        out[name] = len(datas) / (time.perf_counter() - started)
+
+    timed("json.loads", json.loads)
+    try:
+        from producer.decode import decode_event
+        from producer.events import EnrichedEvent
+
+        timed("decode + validate (producer.decode)", decode_event)
+        timed(
+            "decode + validate + serialise (EnrichedEvent)",
+            lambda d: EnrichedEvent.from_change(decode_event(d)).model_dump_json(),
+        )
+    except (ImportError, AttributeError, TypeError) as exc:
+        out[f"decode/serialise: skipped, {type(exc).__name__}: {exc}"] = None
+    return out
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# --- command line ---------------------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", type=Path, default=Path("docs/benchmarks.md"))
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--pipeline-repeat", type=int, default=3)
-    args = parser.parse_args()
-    configure_logging("WARNING")
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=100_000, help="size of the replayed input")
+    p.add_argument("--format", choices=["jsonl", "sse"], default="jsonl", help="input file type")
+    p.add_argument("--repeat", type=int, default=3, help="rounds of ceiling + pipeline runs")
+    p.add_argument("--entity-share", type=float, default=ENTITY_SHARE)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--run-timeout", type=float, default=600.0, help="cap per producer run")
+    p.add_argument("--stall-timeout", type=float, default=60.0, help="cap without new records")
+    p.add_argument("--quick", action="store_true", help="small input, one round")
+    p.add_argument("--report", type=Path, help="write the markdown report here")
+    p.add_argument("--json", type=Path, help="write the raw results here")
+    return p
 
-    path = next(recentchange_dir().rglob(RECORDING))
-    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    rss_start = peak_rss_mib()
-    results: dict[str, float] = {}
-    results["decode + validate"] = statistics.median(bench_decode(lines, args.repeat))
-    results["decode + validate + serialise"] = statistics.median(
-        bench_decode_serialise(lines, args.repeat)
+
+def run(args: argparse.Namespace) -> dict:
+    if args.quick:
+        args.events, args.repeat = 5000, 1
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="wikistreams-throughput-") as tmp:
+        tmpdir = Path(tmp)
+        path = tmpdir / f"input.{args.format}"
+        build_input(path, args.events, args.entity_share, args.seed)
+        stages = stage_rates(path, min(args.events, 20_000))
+        api = WikidataStandIn().start()
+        cache = tmpdir / "labels.sqlite3"
+        try:
+            print("[throughput] filling the label cache", flush=True)
+            fill = run_pipeline(
+                "cache-fill",
+                path,
+                tmpdir,
+                cache,
+                args,
+                WIKIDATA_API_URL=api.url,
+            )
+            fill["api_calls"] = len(api.behaviour.requests)
+            runs.append(fill)
+            for round_ in range(args.repeat):
+                print(f"[throughput] round {round_ + 1}/{args.repeat}", flush=True)
+                runs.append(run_ceiling(path))
+                runs.append(
+                    run_pipeline(
+                        "enrichment-off",
+                        path,
+                        tmpdir,
+                        cache,
+                        args,
+                        ENRICHMENT_ENABLED="false",
+                    )
+                )
+                calls = len(api.behaviour.requests)
+                warm = run_pipeline(
+                    "warm-cache", path, tmpdir, cache, args, WIKIDATA_API_URL=api.url
+                )
+                warm["api_calls"] = len(api.behaviour.requests) - calls
+                runs.append(warm)
+                print(f"[throughput] {_one_line(runs[-3:])}", flush=True)
+        finally:
+            api.stop()
+    return summarise(args, runs, stages)
+
+
+def _median(runs: list[dict], name: str) -> float | None:
+    rates = [r["rate"] for r in runs if r["name"] == name and r.get("rate")]
+    return statistics.median(rates) if rates else None
+
+
+def summarise(args: argparse.Namespace, runs: list[dict], stages: dict) -> dict:
+    ceiling = _median(runs, "ceiling")
+    off, warm, cold = (_median(runs, n) for n in ("enrichment-off", "warm-cache", "cache-fill"))
+    return {
+        "events": args.events,
+        "format": args.format,
+        "repeat": args.repeat,
+        "entity_share": args.entity_share,
+        "ceiling": ceiling,
+        "enrichment_off": off,
+        "warm_cache": warm,
+        "cold_cache": cold,
+        "ratio": off / ceiling if off and ceiling else None,
+        "ratio_warm": warm / ceiling if warm and ceiling else None,
+        "stages": stages,
+        "runs": runs,
+    }
+
+
+def _one_line(runs: list[dict]) -> str:
+    return "; ".join(
+        f"{r['name']} {r['rate'] or 0:,.0f} ev/s ({r['delivered']:,} records)" for r in runs
     )
-    api = WikidataStandIn().start()
-    off, cold, warm = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_pipeline(path, None, Path(tmp))  # warm-up: Kafka's coordinator, connections
-    for _ in range(args.pipeline_repeat):
-        with tempfile.TemporaryDirectory() as tmp:  # a fresh, empty label cache per round
-            off.append(bench_pipeline(path, None, Path(tmp)))
-            calls_before = len(api.behaviour.requests)
-            cold.append(bench_pipeline(path, api, Path(tmp)))
-            api_calls = len(api.behaviour.requests) - calls_before
-            warm.append(bench_pipeline(path, api, Path(tmp)))
-    results["pipeline to Kafka, enrichment off"] = statistics.median(off)
-    results["pipeline to Kafka, cold cache (API calls)"] = statistics.median(cold)
-    results["pipeline to Kafka, warm cache"] = statistics.median(warm)
-    api.stop()
-    write_report(args.report, results, len(lines), api_calls, rss_start, peak_rss_mib())
 
 
-def write_report(
-    report: Path, results: dict[str, float], events: int, api_calls: int, rss0: float, rss1: float
-) -> None:
-    base = results["decode + validate"]
-    live = 34.0  # upper end of EventStreams' average rate (docs: FACTS)
-    rows = "\n".join(
-        f"| {name} | {rate:,.0f} | {rate / base:.2f} | {rate / live:,.0f}x |"
-        for name, rate in results.items()
-    )
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(f"""# Producer benchmark
+def main(argv: list[str] | None = None) -> dict:
+    from benchmarks import report
 
-Generated by `make bench` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, Python
-{platform.python_version()}, {os.cpu_count()} cores). Input: `{RECORDING}` ({events:,} real
-events, 2018, all wikidatawiki, so every item edit is an enrichment candidate). Kafka is the real
-native broker; the Wikidata API is the local stand-in (recorded data), so API latency here is
-loopback latency. Every rate is a median (decode: 5 runs; pipeline: 3 rounds after a warm-up).
-
-| stage | events/s | ratio to decode | headroom over live (~{live:.0f} ev/s) |
-|---|---:|---:|---:|
-{rows}
-
-- Wikidata API calls for the cold run: {api_calls} (at most 50 ids each; the warm run makes none).
-- Peak RSS of the benchmark process: {rss1:.0f} MiB (at start {rss0:.0f} MiB).
-- Warm is not faster than cold here: the stand-in API answers over loopback in ~5 ms per 50 ids,
-  while every entity event does one SQLite cache lookup (~28 µs, about a fifth of the warm run's
-  time under cProfile). Against the real API (~100–500 ms per call) the cache is what saves time.
-- Read the ratios, not the absolute numbers: this is a shared 2-core machine.
-""")
-    print(report.read_text())
-    print(json.dumps(results))
+    return report.standalone("throughput", parser, run, argv)
 
 
 if __name__ == "__main__":

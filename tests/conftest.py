@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,17 @@ from tests.standins.sse_server import SseStandIn, load_frames
 from tests.standins.wikidata_api import WikidataStandIn
 
 USER_AGENT = "WikiStreams/0.1.0 (tests@wikistreams.invalid) python-requests/2"
+
+
+def wait_until(predicate, seconds: float = 60.0, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned); fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not true after {seconds:g} s: {predicate}")
 
 
 def pinned_versions() -> dict[str, str]:

@@ -50,6 +50,20 @@ _ENTITY_TITLE = {
 WIKIDATA_WIKI = "wikidatawiki"
 
 
+def wbgetentities_params(ids: list[str], maxlag: int) -> dict[str, str]:
+    """The query for Korean/English labels and descriptions of `ids` (`|`-separated: a `,`
+    would return every language)."""
+    return {
+        "action": "wbgetentities",
+        "ids": "|".join(ids),
+        "props": "labels|descriptions",
+        "languages": LANGUAGES,
+        "languagefallback": "1",
+        "format": "json",
+        "maxlag": str(maxlag),
+    }
+
+
 def entity_id_for(wiki: str, namespace: int, title: str) -> str | None:
     """The entity id a wikidatawiki page title names, or None for any other page."""
     if wiki != WIKIDATA_WIKI:
@@ -193,15 +207,7 @@ class WikidataClient:
         return wait_random_exponential(multiplier=0.5, max=self._retry_after_cap)(state)
 
     def _call(self, ids: list[str], deadline: float) -> FetchResult:
-        params = {
-            "action": "wbgetentities",
-            "ids": "|".join(ids),
-            "props": "labels|descriptions",
-            "languages": LANGUAGES,
-            "languagefallback": "1",
-            "format": "json",
-            "maxlag": str(self._maxlag),
-        }
+        params = wbgetentities_params(ids, self._maxlag)
         timeout = max(0.001, min(self._timeout, deadline - time.monotonic()))
         started = time.perf_counter()
         try:

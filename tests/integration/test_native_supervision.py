@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import KAFKA, delete_topics, producer_env
+from tests.conftest import wait_until
 from tests.standins import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "native"))
@@ -41,13 +42,7 @@ def free_port() -> int:
 
 
 def wait_for(predicate, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"not true after {seconds:.0f}s: {predicate}")
+    return wait_until(predicate, seconds, interval=0.25)
 
 
 class Launcher:

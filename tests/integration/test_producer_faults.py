@@ -12,14 +12,13 @@ import json
 import socket
 import sqlite3
 import threading
-import time
 from collections import Counter
 
 import pytest
 import requests
 
 from producer.sink import decode_headers
-from tests.conftest import event_ids
+from tests.conftest import event_ids, wait_until
 from tests.integration.conftest import KAFKA
 from tests.integration.test_producer_kafka import Producer, read_topic, recording, topic  # noqa
 
@@ -59,11 +58,10 @@ def health(port: int) -> dict:
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return result
+    try:
+        return wait_until(condition, timeout, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "native"))
 
 import nativectl  # noqa: E402
+from tests.conftest import wait_until  # noqa: E402
 
 NATIVECTL = [sys.executable, str(ROOT / "native" / "nativectl.py")]
 
@@ -201,16 +201,6 @@ def keeper_processes(name: str) -> list[int]:
         ):
             found.append(int(entry.name))
     return found
-
-
-def wait_until(predicate, seconds: float = 15):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true after {seconds}s: {predicate}")
 
 
 def keep(services: Path, name: str) -> subprocess.Popen:
