@@ -107,6 +107,7 @@ class LabelWorkers:
         self._fetches: queue.SimpleQueue = queue.SimpleQueue()
         self._deliver: Callable[[Answer], None] = lambda _answer: None
         self._paused_until = 0.0
+        self._stopping = False
         self._threads: list[threading.Thread] = []
 
     @property
@@ -129,7 +130,9 @@ class LabelWorkers:
         self._lookups.put(entity_id)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Let the threads finish what they hold (bounded by the client's own timeouts)."""
+        """End both threads: ids still queued are answered `unavailable` without an API call
+        (nobody waits for them any more), so stopping never waits for a backlog of calls."""
+        self._stopping = True
         self._lookups.put(_STOP)
         for thread in self._threads:
             thread.join(timeout)
@@ -151,7 +154,7 @@ class LabelWorkers:
             self._deliver(self._fetch_batch(batch))
 
     def _fetch_batch(self, ids: list[str]) -> Answer:
-        if time.monotonic() < self._paused_until:
+        if self._stopping or time.monotonic() < self._paused_until:
             return Answer(unavailable=tuple(ids))
         try:
             result = self.breaker.call(self.client.fetch, ids)

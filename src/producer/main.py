@@ -7,6 +7,7 @@ and exit 0; a second signal exits at once (the checkpoint still holds, so nothin
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 import threading
@@ -143,4 +144,9 @@ def run() -> None:
     log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)
     # A source that cannot go on (e.g. StreamRejected: 403 on the User-Agent) ends the run with
     # a `source_failed` error line and exit code 1, after delivering what was read.
-    sys.exit(pipeline.run(source, stop))
+    code = pipeline.run(source, stop)
+    # Everything is delivered and the position saved: leave now. Interpreter teardown would
+    # wait on daemon threads blocked in network calls and on librdkafka's destructor.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

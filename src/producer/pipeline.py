@@ -173,7 +173,8 @@ class Pipeline:
 
     def close(self) -> int:
         """Let parked events leave, wait for Kafka, persist the position. 0 if all is well."""
-        deadline = time.monotonic() + self._enrich_max_delay
+        started = time.monotonic()
+        deadline = started + self._enrich_max_delay
         while len(self.enricher) and time.monotonic() < deadline:
             try:
                 item = self._inbox.get(timeout=0.05)
@@ -197,6 +198,7 @@ class Pipeline:
             undelivered=undelivered,
             checkpoint=self.tracker.position,
             error=self._failed,
+            shutdown_seconds=round(time.monotonic() - started, 3),
         )
         return 1 if (self._failed or undelivered) else 0
 

@@ -12,6 +12,7 @@ import json
 import socket
 import sqlite3
 import threading
+import uuid
 from collections import Counter
 
 import pytest
@@ -19,7 +20,7 @@ import requests
 
 from producer.sink import decode_headers
 from tests.conftest import event_ids, wait_until
-from tests.integration.conftest import KAFKA
+from tests.integration.conftest import KAFKA, delete_topics
 from tests.integration.test_producer_kafka import Producer, read_topic, recording, topic  # noqa
 
 pytestmark = pytest.mark.integration
@@ -345,3 +346,28 @@ def test_network_faults_on_the_stream_reconnect_and_resume(
     disconnects = [line for line in producer.logs() if line["msg"] == "sse_disconnected"]
     assert len(disconnects) >= 6
     assert all(line["retry_in_seconds"] > 0 for line in disconnects), "each one backs off"
+
+
+def test_records_wait_for_kafka_instead_of_failing():
+    """No delivery deadline: while no broker answers, a record neither fails nor is dropped;
+    the sink says `unreachable`; when the broker appears, the record is delivered."""
+    from producer.sink import KafkaSink, ensure_topics, producer_config
+
+    host, port = KAFKA.split(":")
+    relay = _Forwarder((host, int(port)))
+    name = f"it-wait-{uuid.uuid4().hex[:8]}"
+    ensure_topics(KAFKA, [name], 1, 1)
+    sink = KafkaSink(producer_config(f"127.0.0.1:{relay.port}", "zstd", 5), name, f"{name}.dlq")
+    results: list = []
+    try:
+        sink.publish("k", b'{"x": 1}', lambda err, _msg: results.append(err))
+        wait_for(lambda: sink.poll(0.2) or sink.state == "unreachable", 60, "unreachable state")
+        sink.poll(2.0)
+        assert results == [], "nothing failed while Kafka was away"
+        relay.open()
+        wait_for(lambda: sink.poll(0.2) or results, 90, "the delivery")
+        assert results == [None]
+        assert [json.loads(r.value()) for r in read_topic(name, expect=1)] == [{"x": 1}]
+    finally:
+        relay.close()
+        delete_topics(name)
