@@ -6,6 +6,7 @@ and exit 0; a second signal exits at once (the checkpoint still holds, so nothin
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 import signal
@@ -90,6 +91,14 @@ def build_pipeline(
     )
 
 
+SHUTDOWN_LIMIT_SECONDS = 45.0
+
+
+def _shutdown_watchdog(stop: threading.Event, limit: float) -> None:
+    stop.wait()
+    faulthandler.dump_traceback_later(limit, exit=True)
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     def handle(signum, _frame) -> None:
         if stop.is_set():
@@ -144,6 +153,12 @@ def run() -> None:
     log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)
     # A source that cannot go on (e.g. StreamRejected: 403 on the User-Agent) ends the run with
     # a `source_failed` error line and exit code 1, after delivering what was read.
+    # Shutdown is bounded: if stopping ever takes longer (a bug), every thread's stack is
+    # written to stderr and the process exits; what was delivered is in the checkpoint.
+    stop_watchdog = threading.Thread(
+        target=_shutdown_watchdog, args=(stop, SHUTDOWN_LIMIT_SECONDS), daemon=True
+    )
+    stop_watchdog.start()
     code = pipeline.run(source, stop)
     # Everything is delivered and the position saved: leave now. Interpreter teardown would
     # wait on daemon threads blocked in network calls and on librdkafka's destructor.
