@@ -53,6 +53,15 @@ class _End:
     """The source is exhausted (a file replay ended)."""
 
 
+class _Wake:
+    """Put into the inbox when `stop` is set, so that the blocked `get` returns at once.
+
+    Not only for speed: CPython 3.11's `SimpleQueue.get(timeout=...)` can block for ever once
+    a signal handler ran during the wait (seen here: SIGTERM during a catch-up hung the
+    producer); a `put` always releases it.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class _SourceFailed:
     error: BaseException
@@ -111,6 +120,7 @@ class Pipeline:
             self.enricher.workers.start(self._inbox.put)
         reader = threading.Thread(target=self._read, args=(source, stop), daemon=True)
         reader.start()
+        threading.Thread(target=self._wake_on, args=(stop,), daemon=True, name="wake").start()
         next_stats = time.monotonic() + self._stats_interval
         while not stop.is_set() and self._failed is None:
             if not self._handle_inbox():
@@ -120,6 +130,10 @@ class Pipeline:
                 self.log_stats()
                 next_stats = time.monotonic() + self._stats_interval
         return self.close()
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._inbox.put(_Wake)
 
     def _read(self, source: Iterable[RawEvent], stop: threading.Event) -> None:
         inbox, limit = self._inbox, self._queue_size
@@ -151,6 +165,8 @@ class Pipeline:
                 self.enricher.answered(item)
             elif item is _End:
                 return False
+            elif item is _Wake:
+                pass
             else:
                 self._failed = f"source failed: {type(item.error).__name__}: {item.error}"
                 log.error(
