@@ -1,0 +1,41 @@
+"""Stopping the pipeline from a signal handler, the way SIGTERM does in production."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from producer.checkpoint import CheckpointStore
+from producer.pipeline import Pipeline
+from producer.sink import KafkaSink, producer_config
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_signal_handler_still_stops_an_idle_pipeline(tmp_path):
+    """Regression: CPython 3.11's SimpleQueue.get(timeout=...) waits for ever when a signal
+    handler outlasts the timeout, and the producer hung on SIGTERM with nothing arriving.
+    The handler here sleeps past the pipeline's inbox wait, as a slow log write can."""
+    stop = threading.Event()
+    never = threading.Event()
+
+    def handler(_signum, _frame):
+        time.sleep(0.3)
+        stop.set()
+
+    def silent_source():  # a live stream with nothing to say: the reader blocks, puts nothing
+        never.wait()
+        yield from ()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        sink = KafkaSink(producer_config("127.0.0.1:1", "zstd", 5), "t", "t.dlq")
+        pipeline = Pipeline(sink, CheckpointStore(tmp_path / "cp.json"), "test", dedupe_window=0)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+        started = time.monotonic()
+        assert pipeline.run(silent_source(), stop) == 0
+        assert time.monotonic() - started < 30
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        never.set()
