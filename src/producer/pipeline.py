@@ -2,7 +2,8 @@
 
 One thread does all the per-event work, fed by one inbox: a reader thread puts the source's
 frames there (and stops reading while the inbox is full, so a slow Kafka pushes back on the
-network read instead of growing memory), and the enrichment workers put their answers there.
+network read instead of growing memory). The enrichment workers' answers bypass the frames
+(a deque read at every batch), so a backlog of frames never makes labels late.
 Nothing on this thread waits for the network except `produce()` when Kafka's own queue is full.
 
 Every frame gets a sequence number and is finished exactly once: delivered, dead-lettered or
@@ -54,9 +55,9 @@ class _End:
 
 
 class _Wake:
-    """Put into the inbox when `stop` is set, so that the blocked `get` returns at once.
+    """A nudge for a loop blocked on the inbox: `stop` was set, or an enrichment answer waits.
 
-    Not only for speed: CPython 3.11's `SimpleQueue.get(timeout=...)` can block for ever once
+    For `stop` not only for speed: CPython 3.11's `SimpleQueue.get(timeout=...)` can block for ever once
     a signal handler ran during the wait (seen here: SIGTERM during a catch-up hung the
     producer); a `put` always releases it.
     """
@@ -103,6 +104,9 @@ class Pipeline:
         self._stats_interval = stats_interval
         self._queue_size = queue_size
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        # Enrichment answers skip the queue of frames: during a backlog the inbox holds up to
+        # `queue_size` frames, and an answer behind them would arrive after its events' deadline.
+        self._answers: deque[Answer] = deque()
         self._saved_position: str | None = None
         self._saved_at = time.monotonic()
         self._next_save = 0.0
@@ -117,7 +121,7 @@ class Pipeline:
         self._source = source
         self.sink.on_wait = self._beat
         if self.enricher.workers is not None:
-            self.enricher.workers.start(self._inbox.put)
+            self.enricher.workers.start(self._deliver_answer)
         reader = threading.Thread(target=self._read, args=(source, stop), daemon=True)
         reader.start()
         threading.Thread(target=self._wake_on, args=(stop,), daemon=True, name="wake").start()
@@ -130,6 +134,16 @@ class Pipeline:
                 self.log_stats()
                 next_stats = time.monotonic() + self._stats_interval
         return self.close()
+
+    def _deliver_answer(self, answer: Answer) -> None:
+        """Called by the enrichment workers: keep the answer, wake the loop if it is idle."""
+        self._answers.append(answer)
+        self._inbox.put(_Wake)
+
+    def _take_answers(self) -> None:
+        answers = self._answers
+        while answers:
+            self.enricher.answered(answers.popleft())
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()
@@ -157,12 +171,11 @@ class Pipeline:
             item = self._inbox.get(timeout=max(timeout, 0.001))
         except queue.Empty:
             return True
+        self._take_answers()
         handled = 0
         while True:
             if type(item) is RawEvent:
                 self.accept(item)
-            elif type(item) is Answer:
-                self.enricher.answered(item)
             elif item is _End:
                 return False
             elif item is _Wake:
@@ -182,6 +195,7 @@ class Pipeline:
                 return True
 
     def _housekeeping(self) -> None:
+        self._take_answers()
         self.enricher.expire()
         self.sink.poll(0)
         self._maybe_checkpoint()
@@ -193,11 +207,10 @@ class Pipeline:
         deadline = started + self._enrich_max_delay
         while len(self.enricher) and time.monotonic() < deadline:
             try:
-                item = self._inbox.get(timeout=0.05)
+                self._inbox.get(timeout=0.05)
             except queue.Empty:
-                item = None
-            if type(item) is Answer:
-                self.enricher.answered(item)
+                pass
+            self._take_answers()
             self.enricher.expire()
             self.sink.poll(0)
         self.enricher.release_all()

@@ -53,6 +53,10 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
         "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
         "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
         "HEALTH_PORT": "0",
+        # Replays of recordings run flat out, far ahead of the API worker: give every entity edit
+        # its labels (tests compare them), not the live default of 2 s. Tests of the deadline
+        # set their own.
+        "ENRICH_MAX_DELAY_SECONDS": "60",
         **extra,
     }
 

@@ -343,7 +343,7 @@ def test_queries_were_found():
         "ws-druid-monitor",
         "ws-resources-monitor",
     }
-    assert sum(q.where.startswith("alert") for q in QUERIES) == 5
+    assert sum(q.where.startswith("alert") for q in QUERIES) == 7
 
 
 def test_labels_are_exactly_service_and_level(loaded_stack):
