@@ -67,11 +67,14 @@ def wikidata_api():
 
 @pytest.fixture
 def wikidata(wikidata_api):
-    """The stand-in with fresh behaviour and request log for each test."""
+    """The stand-in with fresh behaviour and request log for each test; a test's faults
+    (an outage, garbage answers) are cleared afterwards too, since the server is shared with
+    tests that use `wikidata_api` directly."""
     from tests.standins.wikidata_api import Behaviour
 
     wikidata_api.behaviour = Behaviour()
-    return wikidata_api
+    yield wikidata_api
+    wikidata_api.behaviour = Behaviour()
 
 
 @pytest.fixture
