@@ -57,9 +57,9 @@ class _End:
 class _Wake:
     """A nudge for a loop blocked on the inbox: `stop` was set, or an enrichment answer waits.
 
-    For `stop` not only for speed: CPython 3.11's `SimpleQueue.get(timeout=...)` can block for ever once
-    a signal handler ran during the wait (seen here: SIGTERM during a catch-up hung the
-    producer); a `put` always releases it.
+    For `stop` not only for speed: CPython 3.11's `SimpleQueue.get(timeout=...)` can block for
+    ever once a signal handler ran during the wait and outlasted the timeout (seen here: SIGTERM
+    during a catch-up hung the producer); a `put` always releases it.
     """
 
 
