@@ -40,8 +40,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import sseclient
-
+from tests.conftest import recorded_events
 from tests.standins import LoopbackServer, recentchange_dir
 
 ENTITY_SHARE = 0.18
@@ -57,12 +56,9 @@ def _recorded_events(root: Path | None = None) -> list[dict]:
     root = root or recentchange_dir()
     out = []
     for path in sorted(root.rglob("*")):
-        if path.suffix == ".sse":
-            datas = [e.data for e in sseclient.SSEClient(iter([path.read_bytes()])).events()]
-        elif path.suffix in {".jsonl", ".json"}:
-            datas = [line for line in path.read_text("utf-8").splitlines() if line.strip()]
-        else:
+        if path.suffix not in {".sse", ".jsonl", ".json"}:
             continue
+        datas = recorded_events(path)  # the producer's own file source and SSE parser
         for data in datas:
             try:
                 event = json.loads(data)

@@ -15,7 +15,7 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     """Every line carries `ts`, `level`, `logger`, `msg` and `service`."""
     logging.basicConfig(level=level, stream=stream or sys.stdout, format="%(message)s", force=True)
     # Third-party loggers (urllib3, kafka) stay quiet unless they warn.
-    for noisy in ("urllib3", "sseclient"):
+    for noisy in ("urllib3",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
