@@ -6,7 +6,7 @@ mix of wikis, and the exact send time of every event so Kafka's record timestamp
 against it. Frames look like the live service's: `event: message`, `id: [{"topic":
 "eqiad.mediawiki.recentchange","partition":0,"timestamp":<ms>}, ...]`, `data: {...}`.
 
-The mix is built from the real recordings in `shared/data/recentchange`:
+The mix is built from the real recordings in `tests/data/recorded/recentchange`:
 
 - Wikidata entity edits come from the editgroups recordings (wikidatawiki, ns 0 `Q<n>`); a few
   (`PROPERTY_SHARE`) are turned into ns 120 `Property:P<n>` edits, which no recording has. Each

@@ -120,7 +120,7 @@ def _header(results: dict) -> str:
 
 The producer runs as `python -m producer` (a subprocess configured by environment, as in
 production) against local stand-ins for EventStreams (`benchmarks/load.py`: a paced, real-shaped
-mix built from the recordings in `shared/data/recentchange`) and the Wikidata API
+mix built from the recordings in `tests/data/recorded/recentchange`) and the Wikidata API
 (`tests/standins/wikidata_api.py`, with an added answer delay), and the real Kafka.
 """
 

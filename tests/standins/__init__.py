@@ -1,7 +1,7 @@
 """Local stand-ins for the two internet services (EventStreams, the Wikidata API).
 
-They replay real recorded data from `../shared/data/` (see its SOURCES.md); set
-`WIKISTREAMS_DATA_DIR` to use another copy.
+They replay real recorded data committed in `tests/data/recorded/` (origins and licences in its
+SOURCES.md); set `WIKISTREAMS_DATA_DIR` to use another copy.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def data_dir() -> Path:
     configured = os.environ.get("WIKISTREAMS_DATA_DIR")
-    path = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    path = Path(configured) if configured else REPO_ROOT / "tests" / "data" / "recorded"
     if not path.is_dir():
         raise FileNotFoundError(
-            f"recorded data not found at {path}; set WIKISTREAMS_DATA_DIR to shared/data"
+            f"recorded data not found at {path}; set WIKISTREAMS_DATA_DIR to a copy of it"
         )
     return path
 
