@@ -33,9 +33,8 @@ def test_a_slow_signal_handler_still_stops_an_idle_pipeline(tmp_path):
         sink = KafkaSink(producer_config("127.0.0.1:1", "zstd", 5), "t", "t.dlq")
         pipeline = Pipeline(sink, CheckpointStore(tmp_path / "cp.json"), "test", dedupe_window=0)
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
-        started = time.monotonic()
+        # Without the fix run() never returns and the timeout marker fails the test.
         assert pipeline.run(silent_source(), stop) == 0
-        assert time.monotonic() - started < 30
     finally:
         signal.signal(signal.SIGUSR1, previous)
         never.set()
