@@ -5,9 +5,9 @@ broken setup, so these fixtures fail with the command to run instead of skipping
 
 ``druid_with_data``: the Druid datasource ``wikimedia_recentchange`` holding the recorded
 recentchange events, put there the way production does it: the Kafka supervisor from
-``druid/ingestion-spec.json`` and ``python -m producer`` replaying ``tests/data/recorded`` recordings
-(Wikidata labels from the local stand-in API, never the internet). Rows already there are reused,
-so a session feeds the topic at most once.
+``druid/ingestion-spec.json`` and ``python -m producer`` replaying the recordings in
+``tests/data/recorded`` (Wikidata labels from the local stand-in API, never the internet).
+Rows already there are reused, so a session feeds the topic at most once.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A local stand-in for the Wikidata Action API, answering from real recorded responses.
 
-It indexes every entity found in `tests/data/recorded/wikidata/` (recorded `wbgetentities` responses and
-entity documents), and answers `action=wbgetentities` the way the API does: entities keyed by the
-requested id, redirects resolved (with the `redirects` block), unknown ids as
+It indexes every entity found in `tests/data/recorded/wikidata/` (recorded `wbgetentities`
+responses and entity documents), and answers `action=wbgetentities` the way the API does:
+entities keyed by the requested id, redirects resolved (with the `redirects` block), unknown ids as
 `{"id": X, "missing": ""}`, languages filtered with the API's fallback (ko -> mul -> en).
 
 Failure modes for tests replay the recorded error bodies: `maxlag` (with `Retry-After`),
