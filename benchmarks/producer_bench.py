@@ -277,9 +277,35 @@ def _median(runs: list[dict], name: str) -> float | None:
     return statistics.median(rates) if rates else None
 
 
+def per_round(runs: list[dict]) -> list[dict]:
+    """Each round's pipeline rates over the ceiling measured just before them.
+
+    The machine's speed drifts by tens of percent within a run (other tenants, CPU boost), so a
+    ratio between neighbouring measurements is steadier than one between separate medians.
+    """
+    rounds, current = [], None
+    for r in runs:
+        if r["name"] == "ceiling":
+            current = {"ceiling": r.get("rate")}
+            rounds.append(current)
+        elif current is not None and r["name"] in ("enrichment-off", "warm-cache"):
+            current[r["name"]] = r.get("rate")
+    for r in rounds:
+        for name, key in (("enrichment-off", "ratio"), ("warm-cache", "ratio_warm")):
+            rate, ceiling = r.get(name), r.get("ceiling")
+            r[key] = rate / ceiling if rate and ceiling else None
+    return rounds
+
+
 def summarise(args: argparse.Namespace, runs: list[dict], stages: dict) -> dict:
     ceiling = _median(runs, "ceiling")
     off, warm, cold = (_median(runs, n) for n in ("enrichment-off", "warm-cache", "cache-fill"))
+    rounds = per_round(runs)
+
+    def median_ratio(key: str) -> float | None:
+        values = [r[key] for r in rounds if r.get(key)]
+        return statistics.median(values) if values else None
+
     return {
         "events": args.events,
         "format": args.format,
@@ -289,8 +315,11 @@ def summarise(args: argparse.Namespace, runs: list[dict], stages: dict) -> dict:
         "enrichment_off": off,
         "warm_cache": warm,
         "cold_cache": cold,
-        "ratio": off / ceiling if off and ceiling else None,
-        "ratio_warm": warm / ceiling if warm and ceiling else None,
+        "ratio": median_ratio("ratio"),
+        "ratio_warm": median_ratio("ratio_warm"),
+        "ratio_of_medians": off / ceiling if off and ceiling else None,
+        "ratio_warm_of_medians": warm / ceiling if warm and ceiling else None,
+        "rounds": rounds,
         "stages": stages,
         "runs": runs,
     }

@@ -61,6 +61,20 @@ class LabelCache(ABC):
         if rows:
             self._put_raw(rows)
 
+    def recent(self, limit: int) -> dict[str, CachedLabels]:
+        """Up to `limit` live entries, most recently stored first, to warm a memory tier at
+        start. Only a cache that knows its own recency answers; the default has none."""
+        out = {}
+        for key, value in self._recent_raw(limit):
+            try:
+                out[key] = _decode(value)
+            except (ValueError, TypeError):
+                continue
+        return out
+
+    def _recent_raw(self, limit: int) -> list[tuple[str, str]]:
+        return []
+
     @abstractmethod
     def _get_raw(self, ids: list[str]) -> dict[str, str]: ...
 
@@ -233,6 +247,17 @@ class SqliteLabelCache(LabelCache):
             return dict(rows)
 
         return self._run(select, after_recovery={})
+
+    def _recent_raw(self, limit: int) -> list[tuple[str, str]]:
+        # expires_at = stored + TTL: with one TTL per kind, the newest expiry is the newest row.
+        def select(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            return db.execute(
+                "SELECT entity_id, value FROM labels WHERE expires_at > ?"
+                " ORDER BY expires_at DESC LIMIT ?",
+                (self._clock(), limit),
+            ).fetchall()
+
+        return self._run(select, after_recovery=[])
 
     def _put_raw(self, rows: list[tuple[str, str, int]]) -> None:
         now = self._clock()

@@ -336,6 +336,17 @@ class Enricher:
             self._emit(head.item, head.change, entity_id, labels, status)
         self._queues.pop(key, None)
 
+    def warm_up(self) -> int:
+        """Fill the memory tier from the persistent cache's newest entries, so that after a
+        restart the usual items leave at once instead of each waiting for a cache lookup."""
+        cache = self.workers.cache if self.workers is not None else None
+        if cache is None:
+            return 0
+        entries = cache.recent(self._memory_entries)
+        for entity_id in reversed(entries):  # oldest first: the newest end up most recent
+            self._remember(entity_id, entries[entity_id])
+        return len(entries)
+
     def _remember(self, entity_id: str, labels: CachedLabels) -> None:
         self._memory[entity_id] = labels
         self._memory.move_to_end(entity_id)

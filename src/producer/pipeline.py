@@ -121,6 +121,9 @@ class Pipeline:
         self._source = source
         self.sink.on_wait = self._beat
         if self.enricher.workers is not None:
+            started = time.monotonic()
+            warmed = self.enricher.warm_up()
+            log.info("labels_warmed", entries=warmed, seconds=round(time.monotonic() - started, 3))
             self.enricher.workers.start(self._deliver_answer)
         reader = threading.Thread(target=self._read, args=(source, stop), daemon=True)
         reader.start()

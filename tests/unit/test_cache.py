@@ -172,3 +172,19 @@ def test_an_undecodable_value_is_a_miss(tmp_path):
     got = cache.get_many(["Q1", "Q2"])
     assert set(got) == {"Q2"} and (cache.hits, cache.misses) == (1, 1)
     cache.close()
+
+
+def test_recent_gives_live_entries_newest_first_and_skips_expired(tmp_path):
+    clock = Clock()
+    cache = SqliteLabelCache(tmp_path / "labels.sqlite3", 3600, 60, clock=clock)
+    cache.put_many(labels(3), [])
+    clock.now += 10
+    cache.put_many({"Q9": WikidataLabels(label_en="newest")}, ["Q404"])  # Q404: 60 s TTL
+    # Ordered by expiry: Q9 (stored last), then Q1-Q3 (same expiry), then Q404 (short TTL).
+    order = list(cache.recent(10))
+    assert order[0] == "Q9" and set(order[1:4]) == {"Q1", "Q2", "Q3"} and order[4] == "Q404"
+    assert list(cache.recent(2))[0] == "Q9" and len(cache.recent(2)) == 2
+    clock.now += 61  # the negative entry has expired
+    assert "Q404" not in cache.recent(10)
+    assert cache.recent(10)["Q9"].label_en == "newest"
+    cache.close()

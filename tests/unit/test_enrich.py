@@ -197,3 +197,15 @@ def test_answers_for_ids_nobody_waits_on_are_harmless(wikidata, stage_factory):
     stage.enricher.answered(Answer({"Q1": None}, ("Q2",)))
     stage.enricher.add("q1", change("Q1"))
     assert stage.emitted == [("q1", "Q1", None, "not_found")]
+
+
+def test_warm_up_fills_memory_from_the_persistent_cache(wikidata, cache, stage_factory):
+    """After a restart, items the cache holds leave inside add(): no lookup, no wait."""
+    cache.put_many({"Q5": WikidataLabels(label_en="human")}, ["Q999999999"])
+    stage = stage_factory()
+    assert stage.enricher.warm_up() == 2
+    stage.enricher.add("q5", change("Q5"))
+    stage.enricher.add("gone", change("Q999999999"))
+    assert stage.statuses() == {"q5": "enriched", "gone": "not_found"}
+    assert stage.enricher.counts["enrich_memory_hits"] == 2
+    assert stage.enricher.counts["enrich_lookups"] == 0
