@@ -220,9 +220,9 @@ def _targets(latency: dict | None, throughput: dict | None) -> str:
     for key, label in (("ratio", "enrichment off"), ("ratio_warm", "warm label cache")):
         ratio = (throughput or {}).get(key)
         row(
-            f"throughput: pipeline ({label}) / ceiling",
+            f"throughput: pipeline ({label}) / ceiling, median of rounds",
             ratio,
-            "n/a" if ratio is None else f"{ratio:.0%}",
+            "n/a" if ratio is None else f"{ratio:.1%}",
             "≥ 50 %",
             None if ratio is None else ratio >= 0.5,
         )
