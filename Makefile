@@ -10,12 +10,12 @@ NATIVE  := $(VPY) native/nativectl.py
 PIPELINE := zookeeper kafka druid producer superset observability
 SERVICES ?= $(PIPELINE)
 # Producer settings given on the command line (make up SSE_URL=file://...) reach the services.
-PASS_THROUGH := SSE_URL USER_AGENT_CONTACT REPLAY_SPEED REPLAY_AT_END WIKIDATA_API_URL
+PASS_THROUGH := SSE_URL USER_AGENT_CONTACT REPLAY_SPEED REPLAY_AT_END WIKIDATA_API_URL DRUID_RETENTION_PERIOD
 $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval export $(v))))
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench
+.PHONY: help venv up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench capacity
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -79,3 +79,7 @@ fmt: $(VPY) ## format the code
 
 bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
 	STACK_SERVICES=kafka $(VPY) native/with_stack.py -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
+
+capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~60 min; REPLACES the datasource) -> docs/capacity.md
+	$(VPY) -m pip install -q -e '.[bench]'
+	STACK_SERVICES="zookeeper kafka druid superset" $(VPY) native/with_stack.py -- $(VPY) -m benchmarks.capacity --report docs/capacity.md --json var/log/capacity.json $(CAPACITY_ARGS)

@@ -45,6 +45,55 @@ class KafkaSettings(BaseSettings):
     kafka_linger_ms: int = Field(50, ge=0, description="Producer linger.ms")
 
 
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+MIB = 1024 * 1024
+
+
+class TopicSettings(KafkaSettings):
+    """Retention of the topics, applied by `producer.sink.ensure_topics` at creation and to
+    existing topics alike: the producer does it at start, `wikistreams-druid submit` too.
+
+    Kept out of `Settings` on purpose: both programs read them (from the environment and
+    `.env`), and `.env.example` documents them in their own block.
+    """
+
+    kafka_topic_retention_ms: int = Field(
+        7 * DAY_MS,
+        description="retention.ms of the enriched topic (-1 = forever). It must outlast any "
+        "Druid outage: the supervisor resumes from its stored offsets, and offsets Kafka has "
+        "deleted stop ingestion (OffsetOutOfRange, then a reset that loses the gap)",
+    )
+    kafka_topic_retention_bytes: int = Field(
+        -1,
+        description="retention.bytes of the enriched topic, PER PARTITION (-1 = no size limit; "
+        "the topic can then hold partitions x this). A limit deletes data sooner than "
+        "retention.ms when the volume is high, i.e. exactly during a burst or replay",
+    )
+    kafka_dlq_topic_retention_ms: int = Field(
+        30 * DAY_MS,
+        description="retention.ms of the dead-letter topic: people inspect and replay it, "
+        "so it keeps longer than the enriched topic",
+    )
+    kafka_dlq_topic_retention_bytes: int = Field(
+        -1, description="retention.bytes of the dead-letter topic, per partition (-1 = none)"
+    )
+
+    @field_validator("kafka_topic_retention_ms", "kafka_dlq_topic_retention_ms")
+    @classmethod
+    def _retention_ms(cls, value: int) -> int:
+        if value == -1 or value >= HOUR_MS:
+            return value
+        raise ValueError(f"use -1 (keep forever) or at least {HOUR_MS} (1 hour)")
+
+    @field_validator("kafka_topic_retention_bytes", "kafka_dlq_topic_retention_bytes")
+    @classmethod
+    def _retention_bytes(cls, value: int) -> int:
+        if value == -1 or value >= MIB:
+            return value
+        raise ValueError(f"use -1 (no size limit) or at least {MIB} (1 MiB) per partition")
+
+
 class Settings(KafkaSettings):
     """All producer settings. Field descriptions become the README's configuration table."""
 

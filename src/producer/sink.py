@@ -14,12 +14,23 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+    ResourceType,
+)
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+
+from producer.config import TopicSettings, load_settings
 
 log = structlog.get_logger("producer.sink")
 
@@ -91,26 +102,152 @@ def wait_for_kafka(
     return retrying(admin.list_topics, timeout=timeout) is not None and not stop.is_set()
 
 
+@dataclass(frozen=True)
+class TopicRetention:
+    """`retention.ms` and `retention.bytes` (per partition) of the pipeline's topics.
+
+    The dead-letter topic keeps its own, longer retention (people inspect it); every other topic
+    ensured here (the enriched topic, a test's topic) keeps the enriched topic's. The project has
+    no state topics: the checkpoint is a file, the label cache SQLite or Redis, and consumer
+    group offsets live in Kafka's internal `__consumer_offsets`.
+    """
+
+    retention_ms: int
+    retention_bytes: int
+    dlq_topic: str
+    dlq_retention_ms: int
+    dlq_retention_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: TopicSettings | None = None) -> TopicRetention:
+        """From the settings (environment, `.env`); read now when not given."""
+        s = settings if settings is not None else load_settings(TopicSettings)
+        return cls(
+            retention_ms=s.kafka_topic_retention_ms,
+            retention_bytes=s.kafka_topic_retention_bytes,
+            dlq_topic=s.kafka_dlq_topic,
+            dlq_retention_ms=s.kafka_dlq_topic_retention_ms,
+            dlq_retention_bytes=s.kafka_dlq_topic_retention_bytes,
+        )
+
+    def config(self, topic: str) -> dict[str, str]:
+        """The topic-level configs `topic` must carry, as Kafka spells them."""
+        if topic == self.dlq_topic:
+            ms, size = self.dlq_retention_ms, self.dlq_retention_bytes
+        else:
+            ms, size = self.retention_ms, self.retention_bytes
+        return {"retention.ms": str(ms), "retention.bytes": str(size)}
+
+
+def _is_topic_override(entry: ConfigEntry | None, value: str) -> bool:
+    """Set on the topic itself with this value (not inherited from a broker default, which a
+    broker change would silently change too)."""
+    if entry is None or entry.value != value:
+        return False
+    source = getattr(entry.source, "value", entry.source)
+    return source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+
 def ensure_topics(
-    bootstrap: str, topics: list[str], partitions: int, replication: int, timeout: float = 30.0
-) -> None:
-    """Create missing topics; an existing topic is left as it is."""
+    bootstrap: str,
+    topics: list[str],
+    partitions: int,
+    replication: int,
+    timeout: float = 30.0,
+    retention: TopicRetention | None = None,
+) -> dict[str, dict[str, str | None]]:
+    """Create missing topics and make every topic carry its retention (idempotent).
+
+    The one place topic configs are applied, used by the producer at start and by
+    `wikistreams-druid submit`. A missing topic is created with its configs. An existing one
+    (created by an older version, auto-created, or changed by hand) is compared config by config
+    and any that differs, or is only inherited from the broker, is SET with
+    `incremental_alter_configs`, which leaves the topic's other configs alone. Partitions and
+    replication of an existing topic are never changed. `retention` defaults to the settings.
+
+    Returns what was corrected on existing topics: {topic: {config: the value it had}}.
+    """
+    if retention is None:
+        retention = TopicRetention.from_settings()
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout).topics
+    to_check = [t for t in topics if t in existing]
     missing = [t for t in topics if t not in existing]
-    if not missing:
-        return
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing],
-        operation_timeout=timeout,
-    )
-    for topic, future in futures.items():
-        try:
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    t,
+                    num_partitions=partitions,
+                    replication_factor=replication,
+                    config=retention.config(t),
+                )
+                for t in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+                log.info(
+                    "topic_created",
+                    topic=topic,
+                    partitions=partitions,
+                    **_log_fields(retention, topic),
+                )
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                to_check.append(topic)  # created meanwhile by someone else: check it too
+    return _correct_configs(admin, {t: retention.config(t) for t in to_check}, timeout)
+
+
+def _correct_configs(
+    admin: AdminClient, wanted: dict[str, dict[str, str]], timeout: float
+) -> dict[str, dict[str, str | None]]:
+    if not wanted:
+        return {}
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in wanted]
+    corrected: dict[str, dict[str, str | None]] = {}
+    changes = []
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        entries = future.result(timeout=timeout)
+        topic = resource.name
+        stale = {
+            name: value
+            for name, value in wanted[topic].items()
+            if not _is_topic_override(entries.get(name), value)
+        }
+        if not stale:
+            continue
+        corrected[topic] = {name: getattr(entries.get(name), "value", None) for name in stale}
+        changes.append(
+            ConfigResource(
+                ResourceType.TOPIC,
+                topic,
+                incremental_configs=[
+                    ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                    for name, value in stale.items()
+                ],
+            )
+        )
+    if changes:
+        futures = admin.incremental_alter_configs(changes, request_timeout=timeout)
+        for resource, future in futures.items():
             future.result(timeout=timeout)
-            log.info("topic_created", topic=topic, partitions=partitions)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+            topic = resource.name
+            log.info(
+                "topic_config_corrected",
+                topic=topic,
+                was=corrected[topic],
+                now={name: wanted[topic][name] for name in corrected[topic]},
+            )
+    return corrected
+
+
+def _log_fields(retention: TopicRetention, topic: str) -> dict[str, str]:
+    """`retention.ms` -> `retention_ms`, as log fields."""
+    return {k.replace(".", "_"): v for k, v in retention.config(topic).items()}
 
 
 def dead_letter_headers(

@@ -2,14 +2,18 @@
 
 `submit` POSTs `druid/ingestion-spec.json` (with overrides) to `/druid/indexer/v1/supervisor`.
 Druid keys supervisors by datasource, so re-submitting the same spec is an update, never a
-duplicate. It then waits for the supervisor to be RUNNING and reports parse errors from the
-ingestion tasks. `drop` removes a supervisor and its datasource completely (tests use it).
+duplicate. It also creates the topic with its retention (or corrects an existing topic's), sets
+auto-compaction and the retention rules (`druid/retention-rules.json`), each a replace, so every
+run leaves the same state. It then waits for the supervisor to be RUNNING and reports parse
+errors from the ingestion tasks. `drop` removes a supervisor and its datasource completely
+(tests use it).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +21,8 @@ from typing import Annotated, Any
 import requests
 import typer
 
-from producer.sink import ensure_topics
+from producer.config import TopicSettings, load_settings
+from producer.sink import TopicRetention, ensure_topics
 
 DEFAULT_SPEC = Path("druid/ingestion-spec.json")
 # Kafka ingestion writes HOUR segments; auto-compaction merges them into DAY segments once they
@@ -25,6 +30,14 @@ DEFAULT_SPEC = Path("druid/ingestion-spec.json")
 # by streaming ingestion, so compaction is how segments grow).
 DEFAULT_COMPACTION = Path("druid/compaction-config.json")
 DEFAULT_DATASOURCE = "wikimedia_recentchange"  # the spec's; a unit test keeps them equal
+# Retention: load the last `period` (and future-dated rows), then drop everything older. Rules
+# apply to whole segments, so a DAY segment (after compaction) leaves once all of its day is
+# older than the period. Drop rules only mark segments unused; the coordinator's kill duty
+# (druid/conf/coordinator-overlord/runtime.properties) deletes them from deep storage.
+DEFAULT_RULES = Path("druid/retention-rules.json")
+DEFAULT_RETENTION_PERIOD = "P30D"
+# ISO-8601 periods as Druid's rules take them (Joda's standard format): P30D, P1Y, PT12H, P1DT6H.
+_PERIOD = re.compile(r"P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?")
 HEALTHY_STATES = {"RUNNING"}
 FAILED_STATES = {"UNHEALTHY_SUPERVISOR", "UNHEALTHY_TASKS", "LOST_CONTACT_WITH_STREAM"}
 
@@ -52,6 +65,21 @@ def render_spec(
     if task_duration:
         inner["ioConfig"]["taskDuration"] = task_duration
     return spec
+
+
+def render_rules(path: Path = DEFAULT_RULES, period: str | None = None) -> list[dict[str, Any]]:
+    """The committed retention rules with the load period replaced (None keeps the file's)."""
+    rules = copy.deepcopy(json.loads(path.read_text("utf-8")))
+    if period is None:
+        return rules
+    if not _PERIOD.fullmatch(period):
+        raise ValueError(f"retention period {period!r} is not an ISO-8601 period such as P30D")
+    by_period = [rule for rule in rules if rule.get("type") == "loadByPeriod"]
+    if not by_period:
+        raise ValueError(f"{path} has no loadByPeriod rule to take the period {period}")
+    for rule in by_period:
+        rule["period"] = period
+    return rules
 
 
 class DruidClient:
@@ -82,6 +110,19 @@ class DruidClient:
         url = f"{self.coordinator}/druid/coordinator/v1/config/compaction/{datasource}"
         resp = self._http.get(url, timeout=self._timeout)
         return resp.json() if resp.status_code == 200 else None
+
+    def set_rules(self, datasource: str, rules: list[dict[str, Any]]) -> None:
+        """Replace the datasource's retention rules (Druid keeps the old ones in its audit log)."""
+        self._call(
+            "POST",
+            f"{self.coordinator}/druid/coordinator/v1/rules/{datasource}",
+            json=rules,
+            headers={"X-Druid-Author": "wikistreams-druid", "X-Druid-Comment": "retention"},
+        )
+
+    def rules(self, datasource: str) -> list[dict[str, Any]]:
+        """The datasource's own rules, without the cluster default ([] when it has none)."""
+        return self._call("GET", f"{self.coordinator}/druid/coordinator/v1/rules/{datasource}")
 
     def spec(self, supervisor_id: str) -> dict[str, Any]:
         return self._call("GET", f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}")
@@ -181,6 +222,15 @@ def submit(
     task_duration: Annotated[str | None, typer.Option(help="ISO-8601 period, e.g. PT10M")] = None,
     compaction: Annotated[Path, typer.Option(help="Auto-compaction config")] = DEFAULT_COMPACTION,
     auto_compaction: Annotated[bool, typer.Option(help="Also set auto-compaction")] = True,
+    rules: Annotated[Path, typer.Option(help="Retention rules file")] = DEFAULT_RULES,
+    retention_period: Annotated[
+        str,
+        typer.Option(
+            envvar="DRUID_RETENTION_PERIOD",
+            help="ISO-8601 period of data kept queryable; older segments are dropped",
+        ),
+    ] = DEFAULT_RETENTION_PERIOD,
+    retention: Annotated[bool, typer.Option(help="Also set the retention rules")] = True,
     partitions: Annotated[
         int, typer.Option(envvar="KAFKA_TOPIC_PARTITIONS", help="When creating the topic")
     ] = 3,
@@ -194,15 +244,32 @@ def submit(
     """Create or update the supervisor (idempotent) and wait until it runs."""
     client = DruidClient(overlord)
     rendered = render_spec(spec, topic, datasource, bootstrap, task_duration)
+    try:  # every input checked before anything is changed
+        period = retention_period or DEFAULT_RETENTION_PERIOD  # an empty variable = default
+        retention_rules = render_rules(rules, period) if retention else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--retention-period") from None
     if create_topic:
         io = rendered["spec"]["ioConfig"]
-        ensure_topics(io["consumerProperties"]["bootstrap.servers"], [io["topic"]], partitions, 1)
+        topic_retention = TopicRetention.from_settings(load_settings(TopicSettings))
+        corrected = ensure_topics(
+            io["consumerProperties"]["bootstrap.servers"],
+            [io["topic"]],
+            partitions,
+            1,
+            retention=topic_retention,
+        )
+        for name, was in corrected.items():
+            typer.echo(f"topic {name}: {was} set to {topic_retention.config(name)}")
     supervisor_id = client.submit(rendered)
     typer.echo(f"supervisor {supervisor_id} submitted")
     if auto_compaction:
         config = json.loads(compaction.read_text("utf-8")) | {"dataSource": supervisor_id}
         client.set_compaction(config)
         typer.echo(f"auto-compaction for {supervisor_id}: {config['skipOffsetFromLatest']} behind")
+    if retention_rules is not None:
+        client.set_rules(supervisor_id, retention_rules)
+        typer.echo(f"retention for {supervisor_id}: load {period}, then drop")
     if wait:
         payload = client.wait_running(supervisor_id, timeout)
         typer.echo(f"supervisor {supervisor_id} {payload['state']}")

@@ -73,6 +73,8 @@ def make_driver(width: int = 1600, height: int = 2200) -> tuple[webdriver.Chrome
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
+    # The network log lets a test see what each chart asked for (e.g. its time range).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(120)
     return driver, profile
@@ -109,12 +111,31 @@ def wait_for_charts(driver: webdriver.Chrome, expected: int, timeout: float) -> 
     return states
 
 
+def chart_time_ranges(driver: webdriver.Chrome) -> list[str]:
+    """The time range of every chart data request the page sent (from Chrome's network log)."""
+    ranges = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") != "Network.requestWillBeSent":
+            continue
+        request = message["params"]["request"]
+        if "/api/v1/chart/data" not in request["url"] or not request.get("postData"):
+            continue
+        try:
+            body = json.loads(request["postData"])
+        except ValueError:
+            continue
+        ranges.extend(q.get("time_range") for q in body.get("queries", []))
+    return ranges
+
+
 def cmd_dashboard(args: argparse.Namespace) -> dict:
     driver, _profile = make_driver()
     try:
         started = time.monotonic()
         login(driver, args.base_url, args.username, args.password)
-        driver.get(f"{args.base_url}/superset/dashboard/{args.slug}/")
+        query = f"?{args.url_params}" if args.url_params else ""
+        driver.get(f"{args.base_url}/superset/dashboard/{args.slug}/{query}")
         WebDriverWait(driver, 60).until(
             lambda d: d.find_elements(
                 By.CSS_SELECTOR, '[data-test="dashboard-component-chart-holder"]'
@@ -127,7 +148,12 @@ def cmd_dashboard(args: argparse.Namespace) -> dict:
         if args.screenshot:
             os.makedirs(os.path.dirname(os.path.abspath(args.screenshot)), exist_ok=True)
             driver.save_screenshot(args.screenshot)
-        return {"title": title, "charts": states, "render_seconds": round(elapsed, 2)}
+        return {
+            "title": title,
+            "charts": states,
+            "render_seconds": round(elapsed, 2),
+            "time_ranges": chart_time_ranges(driver),
+        }
     finally:
         driver.quit()
 
@@ -159,6 +185,7 @@ def main() -> int:
     parser.add_argument("--slug", default="wikimedia-live-trends")
     parser.add_argument("--expected-charts", type=int, default=1)
     parser.add_argument("--screenshot", default="")
+    parser.add_argument("--url-params", default="", help="query string, e.g. native_filters=...")
     parser.add_argument("--chart-ids", default="")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()

@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -162,36 +163,71 @@ def test_every_chart_returns_rows(superset, druid_with_data):
     MEASURED["chart_data_max_seconds"] = values[-1]
 
 
-def test_dashboard_renders_in_a_real_browser(superset, druid_with_data):
+def _time_filter_default() -> str:
+    """The dashboard's default window, as its YAML sets it for the native time filter."""
+    dashboard = yaml.safe_load(next((BUNDLE / "dashboards").glob("*.yaml")).read_text())
+    (time_filter,) = [
+        f
+        for f in dashboard["metadata"]["native_filter_configuration"]
+        if f["filterType"] == "filter_time"
+    ]
+    return time_filter["defaultDataMask"]["extraFormData"]["time_range"]
+
+
+# The recordings are from 2018-2025, outside any recent window: the data check widens the time
+# filter the way a shared link does (Superset's `native_filters` URL parameter, rison).
+NO_TIME_FILTER = urllib.parse.urlencode(
+    {
+        "native_filters": "(NATIVE_FILTER-time_range:(id:NATIVE_FILTER-time_range,"
+        "extraFormData:(time_range:'No filter'),filterState:(value:'No filter')))"
+    }
+)
+
+
+def _open_dashboard(superset, url_params: str = "", screenshot: Path | None = None) -> dict:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("Debian chromium + chromium-driver not installed (apt-get install ...)")
     env = {**superset["env"], "SUPERSET_ADMIN_USER": "admin"}
-    result = subprocess.run(
-        [
-            str(VENV / "bin" / "python"),
-            str(ROOT / "tests" / "integration" / "superset_browser.py"),
-            "dashboard",
-            "--base-url",
-            BASE_URL,
-            "--expected-charts",
-            str(EXPECTED_CHARTS),
-            "--screenshot",
-            str(SCREENSHOT),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    args = [
+        str(VENV / "bin" / "python"),
+        str(ROOT / "tests" / "integration" / "superset_browser.py"),
+        "dashboard",
+        "--base-url",
+        BASE_URL,
+        "--expected-charts",
+        str(EXPECTED_CHARTS),
+        "--url-params",
+        url_params,
+    ]
+    if screenshot:
+        args += ["--screenshot", str(screenshot)]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     page = json.loads(result.stdout.strip().splitlines()[-1])
-    MEASURED["browser_render_seconds"] = page["render_seconds"]
     assert page["title"] == "Wikimedia live trends"
-    charts = page["charts"]
-    assert len(charts) == EXPECTED_CHARTS
-    for chart in charts:
+    assert len(page["charts"]) == EXPECTED_CHARTS
+    for chart in page["charts"]:
         assert chart["error"] is None, chart
-        assert not chart["loading"] and chart["rendered"] and not chart["empty"], chart
+        assert not chart["loading"], chart
+    return page
+
+
+def test_dashboard_opens_on_a_recent_window(superset, druid_with_data):
+    """Every chart's first query is bounded by the default window, not all retained data."""
+    default = _time_filter_default()
+    assert "now" in default and "-6, hour" in default
+    page = _open_dashboard(superset)
+    ranges = page["time_ranges"]
+    assert len(ranges) >= EXPECTED_CHARTS, ranges
+    assert set(ranges) == {default}, ranges
+
+
+def test_dashboard_renders_in_a_real_browser(superset, druid_with_data):
+    page = _open_dashboard(superset, NO_TIME_FILTER, SCREENSHOT)
+    MEASURED["browser_render_seconds"] = page["render_seconds"]
+    assert set(page["time_ranges"]) == {"No filter"}, page["time_ranges"]
+    for chart in page["charts"]:
+        assert chart["rendered"] and not chart["empty"], chart
     assert SCREENSHOT.stat().st_size > 50_000
 
 

@@ -152,7 +152,11 @@ def test_native_filters_and_refresh():
     filters = {f["name"]: f for f in metadata["native_filter_configuration"]}
     assert {"Time range", "Wiki", "Bot", "Type"} <= set(filters)
     assert filters["Time range"]["filterType"] == "filter_time"
-    assert filters["Time range"]["defaultDataMask"]["filterState"] == {}  # empty = "No filter"
+    # Opens on a recent window, so a chart never scans everything retained (issue 10).
+    mask = filters["Time range"]["defaultDataMask"]
+    window = 'DATEADD(DATETIME("now"), -6, hour) : now'
+    assert mask["filterState"] == {"value": window}
+    assert mask["extraFormData"] == {"time_range": window}
     for name, column in (("Wiki", "wiki"), ("Bot", "bot"), ("Type", "type")):
         (target,) = filters[name]["targets"]
         assert target == {"column": {"name": column}, "datasetUuid": DATASET["uuid"]}
