@@ -155,7 +155,13 @@ def storage(pieces: list[dict], end: datetime, args) -> dict:
             generate.write_parquet(path, piece["start"], piece["days"], args.rate, piece["seed"])
             files.append(path)
         log("storage evaluation: chdb, DuckDB and Druid on the same queries")
-        return storage_eval.evaluate(files, druid=ingest.BROKER, datasource=DATASOURCE)
+        return storage_eval.evaluate(
+            files,
+            windows=args.windows,
+            runs=args.storage_runs,
+            druid=ingest.BROKER,
+            datasource=DATASOURCE,
+        )
 
 
 def _save(args, results: dict) -> None:
@@ -175,6 +181,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ingest-timeout", type=float, default=3600)
     p.add_argument("--compaction-timeout", type=float, default=1800)
     p.add_argument("--skip-storage", action="store_true", help="no chdb/DuckDB comparison")
+    p.add_argument("--storage-runs", type=int, default=10, help="timed runs per engine query")
     p.add_argument("--report", type=Path, default=Path("docs/capacity.md"))
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--from-json", type=Path, help="only render the report from saved results")
