@@ -55,6 +55,7 @@ from typing import Any
 
 import requests
 import yaml
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "superset" / "dashboards" / "wikimedia_live_trends"
@@ -83,16 +84,10 @@ DASHBOARD_LOAD = "dashboard load"
 
 
 def _dotenv(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
+    """KEY=value pairs of a .env-style file (python-dotenv, as pydantic-settings reads .env)."""
     if not path.is_file():
-        return values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
 def admin_password() -> str:

@@ -378,6 +378,21 @@ def _duckdb_load(con, parquet: ParquetArg) -> None:
     con.execute("CHECKPOINT")
 
 
+def time_windows(
+    execute, dialect: str, latest: datetime, windows, runs: int, warmup: int, exact: bool
+) -> dict[str, Any]:
+    """Every query of every window through `execute`, in the engine's dialect."""
+    out = {}
+    for window in windows:
+        start, end, sqls = _window_sqls(latest, window, exact, dialect)
+        out[window] = {
+            "start": start,
+            "end": end,
+            "queries": time_queries(execute, sqls, runs, warmup),
+        }
+    return out
+
+
 def run_duckdb(
     parquet: ParquetArg,
     session_dir: Path,
@@ -406,14 +421,9 @@ def run_duckdb(
     def execute(sql: str) -> list[list[Any]]:
         return [list(r) for r in con.execute(sql).fetchall()]
 
-    result["windows"] = {}
-    for window in windows:
-        start, end, sqls = _window_sqls(latest, window, exact_distinct, "duckdb")
-        result["windows"][window] = {
-            "start": start,
-            "end": end,
-            "queries": time_queries(execute, sqls, runs, warmup),
-        }
+    result["windows"] = time_windows(
+        execute, "duckdb", latest, windows, runs, warmup, exact_distinct
+    )
     con.close()
     result["peak_rss_bytes"] = _peak_rss_bytes()
     return result
@@ -509,14 +519,7 @@ def run_chdb(
     def execute(sql: str) -> list[list[Any]]:
         return _chdb_rows(sess, sql)
 
-    result["windows"] = {}
-    for window in windows:
-        start, end, sqls = _window_sqls(latest, window, exact_distinct, "chdb")
-        result["windows"][window] = {
-            "start": start,
-            "end": end,
-            "queries": time_queries(execute, sqls, runs, warmup),
-        }
+    result["windows"] = time_windows(execute, "chdb", latest, windows, runs, warmup, exact_distinct)
     sess.close()
     result["peak_rss_bytes"] = _peak_rss_bytes()
     return result
