@@ -158,11 +158,11 @@ WHERE {TIME_FILTER} AND "bot" = 'false'
 GROUP BY "user"
 ORDER BY "edits" DESC
 LIMIT 25""",
-    "Most edited pages": f"""SELECT "wiki" AS "wiki", "title" AS "title",
+    "Most edited pages": f"""SELECT "page" AS "page",
   {METRICS["edits"]} AS "edits", {METRICS["editors"]} AS "editors"
 FROM {DRUID_TABLE}
 WHERE {TIME_FILTER}
-GROUP BY "wiki", "title"
+GROUP BY "page"
 ORDER BY "edits" DESC
 LIMIT 25""",
     "Top Wikidata entities": f"""SELECT "wikidata_id" AS "wikidata_id",
@@ -372,6 +372,7 @@ def _duckdb_load(con, parquet: ParquetArg) -> None:
             select.append(f"CAST({ident} AS VARCHAR) AS {ident}")
         else:
             select.append(ident)
+    select.append('"wiki" || \':\' || "title" AS "page"')  # as Druid's transformSpec
     con.execute(
         f"CREATE TABLE {TABLE} AS SELECT {', '.join(select)} FROM {source} ORDER BY event_time"
     )
@@ -468,6 +469,8 @@ def _chdb_load(sess, parquet: ParquetArg) -> None:
         if name in LOW_CARDINALITY and base == "String":
             col = f"LowCardinality({col})"
         defs.append(f"{ident} {col}")
+    defs.append('"page" String')  # as Druid's transformSpec computes it at ingestion
+    select.append('concat("wiki", \':\', "title")')
     sess.query("CREATE DATABASE IF NOT EXISTS wikistreams")
     sess.query(
         f"CREATE TABLE wikistreams.{TABLE} ({', '.join(defs)}) ENGINE = MergeTree "

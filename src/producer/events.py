@@ -206,6 +206,13 @@ LONG_FIELDS = (
 )
 
 
+# Columns Druid derives at ingestion (`transformSpec`), not sent by the producer. `page` is the
+# Kafka key, `wiki:title`: one dictionary-encoded column lets "Most edited pages" run as a topN
+# over a single dimension, about 10x faster on a day of live-shaped data than GROUP BY wiki,
+# title (docs/capacity.md).
+DERIVED_DIMENSIONS = {"page": 'concat("wiki", \':\', "title")'}
+
+
 def druid_dimensions() -> list[dict[str, str]]:
     """The Druid dimensionsSpec that the contract implies (the spec file must equal it)."""
     dims = []
@@ -213,4 +220,13 @@ def druid_dimensions() -> list[dict[str, str]]:
         if name == TIMESTAMP_FIELD:
             continue
         dims.append({"type": "long" if name in LONG_FIELDS else "string", "name": name})
+    dims += [{"type": "string", "name": name} for name in DERIVED_DIMENSIONS]
     return dims
+
+
+def druid_transforms() -> list[dict[str, str]]:
+    """The Druid transformSpec transforms that compute `DERIVED_DIMENSIONS`."""
+    return [
+        {"type": "expression", "name": name, "expression": expression}
+        for name, expression in DERIVED_DIMENSIONS.items()
+    ]

@@ -7,6 +7,7 @@ from producer.events import (
     EnrichedEvent,
     WikidataLabels,
     druid_dimensions,
+    druid_transforms,
     encode_record,
     enriched_record,
     format_event_time,
@@ -103,6 +104,7 @@ def test_druid_spec_dimensions_come_from_the_contract():
     spec = json.loads((REPO_ROOT / "druid" / "ingestion-spec.json").read_text())
     schema = spec["spec"]["dataSchema"]
     assert schema["dimensionsSpec"]["dimensions"] == druid_dimensions()
+    assert schema["transformSpec"]["transforms"] == druid_transforms()
     assert schema["timestampSpec"]["column"] == "event_time"
     assert "parser" not in schema
     assert spec["spec"]["ioConfig"]["inputFormat"]["type"] == "json"
