@@ -159,7 +159,10 @@ class Ingestion:
             latest = resp.json().get("latestStatus") if resp.status_code == 200 else None
             status = latest[0] if latest else {}
             elapsed = time.monotonic() - started
-            done = not status.get("bytesAwaitingCompaction") if status else elapsed > 150
+            # A status computed before the hand-off says "nothing awaiting" about old segments:
+            # trust none until two duty periods (PT60S, coordinator runtime.properties) passed.
+            fresh = elapsed > 150
+            done = fresh and (not status.get("bytesAwaitingCompaction") if status else True)
             settled = settled + 1 if done else 0
             compacting = [t for t in self.client.running_tasks(self.datasource) if "compact" in t]
             if settled >= 2 and not compacting:
