@@ -111,8 +111,11 @@ def wait_for_charts(driver: webdriver.Chrome, expected: int, timeout: float) -> 
     return states
 
 
-def chart_time_ranges(driver: webdriver.Chrome) -> list[str]:
-    """The time range of every chart data request the page sent (from Chrome's network log)."""
+def chart_time_ranges(driver: webdriver.Chrome) -> list[str | None]:
+    """The time range of each chart data request the page sent (from Chrome's network log).
+
+    One value per request: the range its queries carry (a chart's extra queries, e.g. a series
+    limit, may carry none); several different ranges in one request come back joined by " | "."""
     ranges = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
@@ -125,7 +128,8 @@ def chart_time_ranges(driver: webdriver.Chrome) -> list[str]:
             body = json.loads(request["postData"])
         except ValueError:
             continue
-        ranges.extend(q.get("time_range") for q in body.get("queries", []))
+        found = {q["time_range"] for q in body.get("queries", []) if q.get("time_range")}
+        ranges.append(" | ".join(sorted(found)) if found else None)
     return ranges
 
 
