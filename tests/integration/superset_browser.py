@@ -112,7 +112,7 @@ def wait_for_charts(driver: webdriver.Chrome, expected: int, timeout: float) -> 
 
 
 def chart_time_ranges(driver: webdriver.Chrome) -> list[str | None]:
-    """The time range of each chart data request the page sent (from Chrome's network log).
+    """The time range of each chart's data request (from Chrome's network log).
 
     One value per request: the range its queries carry (a chart's extra queries, e.g. a series
     limit, may carry none); several different ranges in one request come back joined by " | "."""
@@ -128,6 +128,8 @@ def chart_time_ranges(driver: webdriver.Chrome) -> list[str | None]:
             body = json.loads(request["postData"])
         except ValueError:
             continue
+        if str((body.get("form_data") or {}).get("viz_type", "")).startswith("filter_"):
+            continue  # a native filter loading its options, not a chart
         found = {q["time_range"] for q in body.get("queries", []) if q.get("time_range")}
         ranges.append(" | ".join(sorted(found)) if found else None)
     return ranges
