@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.capacity.storage_eval import dir_bytes as tree_bytes
 from wikistreams_ops.druid_supervisor import (
     DEFAULT_COMPACTION,
     DruidClient,
@@ -40,18 +41,13 @@ DISK = {
 
 
 def dir_bytes(path: Path, prefix: str | None = None) -> int:
-    """Bytes of the files under `path` (only entries whose name starts with `prefix`)."""
+    """Bytes under `path` (only the entries whose name starts with `prefix`, if given)."""
+    if not prefix:
+        return tree_bytes(path)
     if not path.exists():
         return 0
-    total = 0
-    for entry in path.iterdir():
-        if prefix and not entry.name.startswith(prefix):
-            continue
-        if entry.is_dir():
-            total += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-        else:
-            total += entry.stat().st_size
-    return total
+    entries = [e for e in path.iterdir() if e.name.startswith(prefix)]
+    return sum(tree_bytes(e) if e.is_dir() else e.stat().st_size for e in entries)
 
 
 def disk_usage(topic: str) -> dict[str, int]:
