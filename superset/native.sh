@@ -113,11 +113,14 @@ cmd_run() {
   load_secrets
   check_config
   mkdir -p "$SUPERSET_HOME"
-  # 2 cores: 2 sync-free gthread workers are plenty for a dashboard and keep memory low.
+  # Measured with 10 dashboard viewers on 2 cores (docs/capacity.md): a cached chart request is
+  # CPU in Python, so 4 processes x 2 threads served 31-35 requests/s against 25-29 for 2 x 4,
+  # for ~150 MiB more per worker. Keep-alive above a browser's pause between two dashboard loads,
+  # so a reused connection is not closed under a request (gunicorn's 2 s reset some).
   exec "$VENV/bin/gunicorn" \
     --bind "$SUPERSET_BIND_HOST:$SUPERSET_PORT" \
-    --workers "${SUPERSET_WORKERS:-2}" --worker-class gthread --threads "${SUPERSET_THREADS:-4}" \
-    --timeout 120 --limit-request-line 0 --limit-request-field_size 0 \
+    --workers "${SUPERSET_WORKERS:-4}" --worker-class gthread --threads "${SUPERSET_THREADS:-2}" \
+    --keep-alive 75 --timeout 120 --limit-request-line 0 --limit-request-field_size 0 \
     --access-logfile - --error-logfile - \
     "superset.app:create_app()"
 }

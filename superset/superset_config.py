@@ -1,9 +1,10 @@
 """WikiStreams' Superset configuration, shared by the native install and the container.
 
 Superset reads this file through ``SUPERSET_CONFIG_PATH``. Everything that differs between a
-laptop and compose comes from the environment, so the same file serves both. It imports only the
-standard library: the unit tests load it in the project's own virtualenv, where Superset is not
-installed, to prove it refuses weak secrets before Superset ever sees them.
+laptop and compose comes from the environment, so the same file serves both. It needs only the
+standard library (Superset's event logger base when Superset loads it): the unit tests load it in
+the project's own virtualenv, where Superset is not installed, to prove it refuses weak secrets
+before Superset ever sees them.
 
 Why refuse instead of warn: a Superset SECRET_KEY signs session cookies and encrypts stored
 database passwords. Superset itself refuses only its own built-in default; any other well-known
@@ -101,8 +102,13 @@ SQLALCHEMY_DATABASE_URI = os.environ.get(
 )
 
 # --- caches ------------------------------------------------------------------------------------
-# Redis in compose; natively optional (SimpleCache per process is enough for one user).
+# Redis in compose; natively a cache directory shared by the gunicorn workers.
 REDIS_URL = os.environ.get("SUPERSET_REDIS_URL", "")
+# A chart result lives for one refresh period of the dashboard (its `refresh_frequency`): viewers
+# within that minute share it, and the next refresh reads fresh data. Auto-refresh asks through
+# the cache ("fetch") instead of forcing a query per viewer per chart ("force", the default).
+DATA_CACHE_SECONDS = 60
+DASHBOARD_AUTO_REFRESH_MODE = "fetch"
 if REDIS_URL:
     _redis_cache = {
         "CACHE_TYPE": "RedisCache",
@@ -110,19 +116,28 @@ if REDIS_URL:
         "CACHE_DEFAULT_TIMEOUT": 300,
     }
     CACHE_CONFIG = {**_redis_cache, "CACHE_KEY_PREFIX": "superset_meta_"}
-    # Live data: a chart result older than one refresh period is wrong, so keep it short.
     DATA_CACHE_CONFIG = {
         **_redis_cache,
         "CACHE_KEY_PREFIX": "superset_data_",
-        "CACHE_DEFAULT_TIMEOUT": 30,
+        "CACHE_DEFAULT_TIMEOUT": DATA_CACHE_SECONDS,
     }
     FILTER_STATE_CACHE_CONFIG = {**_redis_cache, "CACHE_KEY_PREFIX": "superset_filter_"}
     EXPLORE_FORM_DATA_CACHE_CONFIG = {**_redis_cache, "CACHE_KEY_PREFIX": "superset_explore_"}
 else:
-    CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 300}
-    DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 30}
-    FILTER_STATE_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 86400}
-    EXPLORE_FORM_DATA_CACHE_CONFIG = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 86400}
+    # Directories shared by all gunicorn workers: a chart computed by one is a hit in all, and a
+    # filter state saved through one worker is found by the next request on another.
+    def _file_cache(name: str, seconds: int) -> dict:
+        return {
+            "CACHE_TYPE": "FileSystemCache",
+            "CACHE_DIR": str(Path(DATA_DIR) / "cache" / name),
+            "CACHE_THRESHOLD": 2000,
+            "CACHE_DEFAULT_TIMEOUT": seconds,
+        }
+
+    CACHE_CONFIG = _file_cache("meta", 300)
+    DATA_CACHE_CONFIG = _file_cache("data", DATA_CACHE_SECONDS)
+    FILTER_STATE_CACHE_CONFIG = _file_cache("filter_state", 86400)
+    EXPLORE_FORM_DATA_CACHE_CONFIG = _file_cache("explore", 86400)
 
 # --- locale and time ---------------------------------------------------------------------------
 # Wikidata labels are shown in Korean and English; the UI offers both languages.
@@ -179,3 +194,29 @@ SESSION_COOKIE_SAMESITE = "Lax"
 WTF_CSRF_ENABLED = True
 # Example dashboards would only clutter the one dashboard this project ships.
 SUPERSET_LOAD_EXAMPLES = False
+
+# --- event log ---------------------------------------------------------------------------------
+# Superset's default DBEventLogger commits one row to the metadata database per request. Under
+# 10 dashboard viewers on 2 cores that was ~28% of a cached chart request's CPU (py-spy) and
+# halved the cached requests/s (docs/capacity.md). One JSON line per action on the log instead:
+# the log store keeps it, at the cost of Superset's "recent activity" lists, which read that table.
+try:
+    from superset.utils.log import AbstractEventLogger
+except ImportError:  # loaded without Superset (the unit tests): nothing to configure
+    AbstractEventLogger = None
+
+if AbstractEventLogger is not None:
+    import json
+    import logging
+
+    class JsonEventLogger(AbstractEventLogger):
+        """Superset's actions (chart data, dashboard views) as JSON log lines, not table rows."""
+
+        fields = ("action", "user_id", "dashboard_id", "slice_id", "duration_ms")
+
+        def log(self, user_id, action, dashboard_id, duration_ms, slice_id, *args, **kwargs):
+            values = (action, user_id, dashboard_id, slice_id, duration_ms)
+            record = {"event": "superset_action", **dict(zip(self.fields, values))}
+            logging.getLogger("superset.event").info(json.dumps(record, default=str))
+
+    EVENT_LOGGER = JsonEventLogger()

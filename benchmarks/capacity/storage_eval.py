@@ -96,6 +96,15 @@ WIKIDATA_LABEL = (
     "COALESCE(NULLIF(\"wikidata_label_ko\", ''), NULLIF(\"wikidata_label_en\", ''), "
     '"wikidata_id")'
 )
+# As Druid's transformSpec computes `wikidata_entity` at ingestion (DERIVED_DIMENSIONS).
+WIKIDATA_ENTITY = (
+    'CASE WHEN "wikidata_id" IS NULL THEN NULL '
+    "WHEN COALESCE(\"wikidata_label_ko\", '') <> '' "
+    "THEN \"wikidata_label_ko\" || ' (' || \"wikidata_id\" || ')' "
+    "WHEN COALESCE(\"wikidata_label_en\", '') <> '' "
+    "THEN \"wikidata_label_en\" || ' (' || \"wikidata_id\" || ')' "
+    'ELSE "wikidata_id" END'
+)
 METRICS = {
     "edits": "COUNT(*)",
     "editors": 'COUNT(DISTINCT "user")',
@@ -165,14 +174,11 @@ WHERE {TIME_FILTER}
 GROUP BY "page"
 ORDER BY "edits" DESC
 LIMIT 25""",
-    "Top Wikidata entities": f"""SELECT "wikidata_id" AS "wikidata_id",
-  {WIKIDATA_LABEL} AS "wikidata_label",
-  "wikidata_label_ko" AS "wikidata_label_ko",
-  "wikidata_label_en" AS "wikidata_label_en",
+    "Top Wikidata entities": f"""SELECT "wikidata_entity" AS "wikidata_entity",
   {METRICS["edits"]} AS "edits"
 FROM {DRUID_TABLE}
-WHERE {TIME_FILTER} AND "wikidata_id" IS NOT NULL
-GROUP BY "wikidata_id", {WIKIDATA_LABEL}, "wikidata_label_ko", "wikidata_label_en"
+WHERE {TIME_FILTER} AND "wikidata_entity" IS NOT NULL
+GROUP BY "wikidata_entity"
 ORDER BY "edits" DESC
 LIMIT 25""",
 }
@@ -373,6 +379,7 @@ def _duckdb_load(con, parquet: ParquetArg) -> None:
         else:
             select.append(ident)
     select.append('"wiki" || \':\' || "title" AS "page"')  # as Druid's transformSpec
+    select.append(f'{WIKIDATA_ENTITY} AS "wikidata_entity"')
     con.execute(
         f"CREATE TABLE {TABLE} AS SELECT {', '.join(select)} FROM {source} ORDER BY event_time"
     )
@@ -471,6 +478,8 @@ def _chdb_load(sess, parquet: ParquetArg) -> None:
         defs.append(f"{ident} {col}")
     defs.append('"page" String')  # as Druid's transformSpec computes it at ingestion
     select.append('concat("wiki", \':\', "title")')
+    defs.append('"wikidata_entity" Nullable(String)')
+    select.append(WIKIDATA_ENTITY)
     sess.query("CREATE DATABASE IF NOT EXISTS wikistreams")
     sess.query(
         f"CREATE TABLE wikistreams.{TABLE} ({', '.join(defs)}) ENGINE = MergeTree "

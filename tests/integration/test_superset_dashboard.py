@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -155,7 +156,8 @@ def test_every_chart_returns_rows(superset, druid_with_data):
     # Spot checks against what the recordings contain.
     assert {row["wiki"] for row in results["Top wikis"]} >= {"wikidatawiki", "enwiki"}
     assert {row["editor_kind"] for row in results["Bot vs human share"]} == {"bot", "human"}
-    assert all(row["wikidata_label"] for row in results["Top Wikidata entities"])
+    entities = [row["wikidata_entity"] for row in results["Top Wikidata entities"]]
+    assert all(entities) and any(re.search(r" \([QPL]\d+\)$", e) for e in entities), entities
     assert results["Events in window"][0]["edits"] >= 5600
     values = sorted(timings.values())
     MEASURED["chart_data_seconds"] = timings

@@ -9,6 +9,7 @@ must not shadow the real ``superset`` package.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "superset" / "superset_config.py"
@@ -46,7 +48,24 @@ def test_loads_with_strong_secrets(monkeypatch):
     assert set(config.LANGUAGES) == {"en", "ko"}
     assert config.SQLALCHEMY_DATABASE_URI.startswith("sqlite:///")
     assert config.SUPERSET_WEBSERVER_ADDRESS == "127.0.0.1"
-    assert config.CACHE_CONFIG["CACHE_TYPE"] == "SimpleCache"
+    # Natively every cache is a directory all gunicorn workers share.
+    caches = ("CACHE_CONFIG", "DATA_CACHE_CONFIG", "FILTER_STATE_CACHE_CONFIG")
+    for name in caches + ("EXPLORE_FORM_DATA_CACHE_CONFIG",):
+        cache = getattr(config, name)
+        assert cache["CACHE_TYPE"] == "FileSystemCache", name
+        assert Path(cache["CACHE_DIR"]).parent == Path(config.DATA_DIR) / "cache", name
+    assert len({getattr(config, name)["CACHE_DIR"] for name in caches}) == len(caches)
+
+
+def test_chart_results_live_one_dashboard_refresh(monkeypatch):
+    """Viewers in one refresh period share a result; the next refresh reads fresh data."""
+    config = load_config(
+        monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
+    )
+    (dashboard,) = (ROOT / "superset" / "dashboards").glob("*/dashboards/*.yaml")
+    refresh = yaml.safe_load(dashboard.read_text(encoding="utf-8"))["metadata"]["refresh_frequency"]
+    assert config.DATA_CACHE_CONFIG["CACHE_DEFAULT_TIMEOUT"] == refresh
+    assert config.DASHBOARD_AUTO_REFRESH_MODE == "fetch"
 
 
 def test_redis_cache_when_configured(monkeypatch):
@@ -213,3 +232,37 @@ def test_native_run_binds_loopback_only(tmp_path):
         tmp_path, f"SUPERSET_SECRET_KEY={GOOD_KEY}\n", "", SUPERSET_ADMIN_PASSWORD="x" * 12
     )
     assert "--bind 127.0.0.1:8088" in out
+
+
+EVENT_LOG_PROBE = """
+import importlib.util, logging, sys
+logging.basicConfig(stream=sys.stdout, format="%(name)s %(message)s", level=logging.INFO)
+spec = importlib.util.spec_from_file_location("superset_config", sys.argv[1])
+config = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(config)
+config.EVENT_LOGGER.log(1, "ChartDataRestApi.data", 2, 57, 3, None, None, None)
+"""
+
+
+@needs_venv
+def test_superset_actions_are_json_log_lines_not_table_rows():
+    """Superset's own event logger base accepts ours, and each action is one JSON line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    env.update(SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD)
+    result = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", EVENT_LOG_PROBE, str(CONFIG)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("superset.event ")]
+    assert json.loads(line.split(" ", 1)[1]) == {
+        "event": "superset_action",
+        "action": "ChartDataRestApi.data",
+        "user_id": 1,
+        "dashboard_id": 2,
+        "slice_id": 3,
+        "duration_ms": 57,
+    }
