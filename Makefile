@@ -15,7 +15,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench capacity
+.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench capacity
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -29,7 +29,15 @@ $(VPY): pyproject.toml
 venv: $(VPY) ## create the virtualenv and install the project
 
 up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first run)
+	@# A bad producer setting (e.g. a placeholder USER_AGENT_CONTACT) stops here, in one line,
+	@# not minutes later once Kafka, Druid and Superset are up.
+	$(if $(filter producer,$(SERVICES)),$(VPY) -m producer --check-config)
+	@bash tools/exposure-check.sh --native
 	$(NATIVE) up $(SERVICES)
+
+compose-up: ## docker compose up -d, after warning about ports opened beyond loopback (.env)
+	bash tools/exposure-check.sh .env
+	docker compose up -d
 
 down: $(VPY) ## stop everything `make up` started (or only SERVICES="producer" ...)
 	$(NATIVE) down $(if $(filter command line,$(origin SERVICES)),$(SERVICES))

@@ -23,10 +23,12 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.standins import TEST_CONTACT
+
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 3  # the producer's KAFKA_TOPIC_PARTITIONS default
-CONTACT = "bench@wikistreams.invalid"
+CONTACT = TEST_CONTACT
 # log_level 4: keep librdkafka's informational "Purging ... background queue" lines off stderr.
 ADMIN_CONFIG = {"bootstrap.servers": KAFKA, "log_level": 4}
 

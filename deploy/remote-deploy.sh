@@ -30,6 +30,9 @@ compose=(docker compose --project-directory "$release"
   -f "$release/docker-compose.yml" -f "$release/deploy/compose.production.yml")
 
 "${compose[@]}" config --quiet
+# Production keeps every port on loopback (Caddy is the only public listener, docs/deploy.md);
+# a BIND_ADDRESS or DATA_BIND_ADDRESS beyond it is printed as a warning into the deploy log.
+bash "$release/tools/exposure-check.sh" "$env_file"
 "${compose[@]}" pull --quiet
 "${compose[@]}" up -d --no-build --remove-orphans --wait --wait-timeout 900
 "${compose[@]}" ps

@@ -30,6 +30,11 @@ if grep -q 'CHANGE_ME' "$tmp"; then
   echo "render-env: a parameter under $ssm_path still holds a CHANGE_ME placeholder" >&2
   exit 1
 fi
+# The producer's own contact rule (stdlib Python, no install needed): a placeholder or reserved
+# domain here would reach Wikimedia as the operator's contact.
+contact=$(sed -n "s/^USER_AGENT_CONTACT='\(.*\)'$/\1/p" "$tmp")
+python3 "$(dirname "$0")/../src/producer/contact.py" "$contact" ||
+  { echo "render-env: fix $ssm_path/USER_AGENT_CONTACT" >&2; exit 1; }
 # Readable by the docker group (the deploy user runs compose): its members are root-equivalent
 # anyway, since `docker inspect` shows every container's environment.
 chgrp "${WIKISTREAMS_ENV_GROUP:-docker}" "$tmp"

@@ -170,7 +170,8 @@ ROW_LIMIT = 10000
 # is what keeps the browser on loopback: Superset 6.1's navbar embeds a telemetry pixel (scarf.sh)
 # and its default CSP allows map tiles and web fonts from the internet; none of them may be
 # contacted from this project's machines. Plain HTTP on loopback, so no HTTPS redirect and no
-# secure-only cookies (they would lock the browser out).
+# secure-only cookies (they would lock the browser out); the TLS section below changes that when
+# Superset sits behind the deployment's TLS proxy.
 TALISMAN_ENABLED = True
 TALISMAN_CONFIG = {
     "content_security_policy": {
@@ -194,6 +195,64 @@ SESSION_COOKIE_SAMESITE = "Lax"
 WTF_CSRF_ENABLED = True
 # Example dashboards would only clutter the one dashboard this project ships.
 SUPERSET_LOAD_EXAMPLES = False
+
+# --- TLS deployment ----------------------------------------------------------------------------
+# SUPERSET_BEHIND_TLS_PROXY=true when browsers reach Superset only through a TLS-terminating
+# reverse proxy (Caddy in deploy/compose.production.yml, one hop); false (the default) for the
+# native install and the local compose stack, served over plain HTTP on loopback.
+TLS_PROXY_SWITCH = "SUPERSET_BEHIND_TLS_PROXY"
+# Caddy's value (deploy/Caddyfile), so both layers announce the same policy.
+HSTS_MAX_AGE_SECONDS = 31536000
+
+
+def env_switch(name: str, default: bool = False) -> bool:
+    """``true``/``false`` (any case; unset or empty = ``default``); anything else is refused.
+
+    Refused rather than read as false: a typo such as ``ture`` in the TLS deployment would
+    otherwise silently send session cookies without the Secure flag.
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise InsecureConfigError(
+            f"Refusing to start: {name} must be 'true' or 'false', not {raw!r}. Set it to true "
+            "only when Superset is reached through the TLS reverse proxy (docs/deploy.md)."
+        )
+    return value == "true"
+
+
+BEHIND_TLS_PROXY = env_switch(TLS_PROXY_SWITCH)
+if BEHIND_TLS_PROXY:
+    # Session (and remember-me) cookies only over HTTPS; links Superset builds use https.
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    PREFERRED_URL_SCHEME = "https"
+    # The request's client address, scheme and host as Caddy received them, trusting exactly one
+    # hop. Caddy sets X-Forwarded-For/-Proto/-Host (overwriting what a client sent) but not
+    # X-Forwarded-Port or -Prefix, which it passes through from the client: trusting those would
+    # let any visitor choose the port and path prefix of the URLs Superset generates.
+    ENABLE_PROXY_FIX = True
+    PROXY_FIX_CONFIG = {"x_for": 1, "x_proto": 1, "x_host": 1, "x_port": 0, "x_prefix": 0}
+    # HSTS from Superset too, identical to Caddy's header (which replaces it on the way out), so
+    # the policy holds whichever TLS proxy is put in front. No includeSubDomains or preload: this
+    # project owns one host name, not the domain. No HTTPS redirect (force_https): Caddy serves
+    # only :443, and the container healthcheck and tools on the host talk plain HTTP to gunicorn
+    # on loopback, which a redirect would break.
+    TALISMAN_CONFIG = {
+        **TALISMAN_CONFIG,
+        "session_cookie_secure": True,
+        "strict_transport_security": True,
+        "strict_transport_security_max_age": HSTS_MAX_AGE_SECONDS,
+        "strict_transport_security_include_subdomains": False,
+        "strict_transport_security_preload": False,
+    }
+else:
+    # Plain HTTP: browsers ignore HSTS there anyway; never send it (Talisman would, with
+    # includeSubDomains, to any request carrying a forged X-Forwarded-Proto: https).
+    TALISMAN_CONFIG = {**TALISMAN_CONFIG, "strict_transport_security": False}
+TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
 
 # --- event log ---------------------------------------------------------------------------------
 # Superset's default DBEventLogger commits one row to the metadata database per request. Under

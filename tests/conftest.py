@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins import REPO_ROOT, recentchange_dir
+from tests.standins import REPO_ROOT, TEST_CONTACT, recentchange_dir
 from tests.standins.sse_server import SseStandIn, load_frames
 from tests.standins.wikidata_api import WikidataStandIn
 
-USER_AGENT = "WikiStreams/0.1.0 (tests@wikistreams.invalid) python-requests/2"
+USER_AGENT = f"WikiStreams/0.1.0 ({TEST_CONTACT}) python-requests/2"
 
 
 def wait_until(predicate, seconds: float = 60.0, interval: float = 0.1):

@@ -47,8 +47,10 @@ def recorded_docker_stats() -> dict[str, dict[str, Any]]:
 class _DockerdHandler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server's naming
         samples = self.server.samples
-        if self.path == "/containers/json":
-            body: Any = [{"Id": cid, "Names": [f"/{cid[:8]}"], "Labels": {}} for cid in samples]
+        if self.path == "/_ping":
+            body: Any = "OK"
+        elif self.path == "/containers/json":
+            body = [{"Id": cid, "Names": [f"/{cid[:8]}"], "Labels": {}} for cid in samples]
         elif self.path.startswith("/containers/") and self.path.endswith("/stats?stream=false"):
             body = samples.get(self.path.split("/")[2])
         else:
@@ -81,6 +83,29 @@ class FakeDockerd(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         return request, ("local", 0)
 
     def __enter__(self) -> "FakeDockerd":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class FakeDockerdTCP(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The same stand-in on 127.0.0.1:<free port>, as the socket proxy serves the API in compose."""
+
+    daemon_threads = True
+
+    def __init__(self, samples: dict[str, dict[str, Any]]) -> None:
+        self.samples = samples
+        super().__init__(("127.0.0.1", 0), _DockerdHandler)
+
+    @property
+    def docker_host(self) -> str:
+        host, port = self.server_address[:2]
+        return f"tcp://{host}:{port}"
+
+    def __enter__(self) -> "FakeDockerdTCP":
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 

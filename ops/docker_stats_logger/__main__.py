@@ -1,7 +1,9 @@
 """Poll the Docker Engine every N seconds and log one ``container_stats`` JSON line per container.
 
 Settings (environment):
-  DOCKER_SOCKET                 default /var/run/docker.sock (mount it read-only)
+  DOCKER_HOST                   unix:///path or tcp://host:port (compose: the GET-only socket
+                                proxy, tcp://docker-api-proxy:2375); wins over DOCKER_SOCKET
+  DOCKER_SOCKET                 default /var/run/docker.sock, when DOCKER_HOST is unset
   DOCKER_STATS_INTERVAL_SECONDS default 15
   DOCKER_STATS_ONCE             "1": one poll, then exit (smoke tests)
 """
@@ -73,13 +75,13 @@ def poll_once(engine: DockerEngine, pool: ThreadPoolExecutor, out: TextIO = sys.
 
 def main() -> int:
     """Run until SIGTERM/SIGINT; Docker API errors are logged and retried next interval."""
-    engine = DockerEngine(os.environ.get("DOCKER_SOCKET", "/var/run/docker.sock"))
+    engine = DockerEngine.from_env(dict(os.environ))
     interval = float(os.environ.get("DOCKER_STATS_INTERVAL_SECONDS", "15"))
     once = os.environ.get("DOCKER_STATS_ONCE") == "1"
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log_line("startup", socket=engine.socket_path, interval_seconds=interval)
+    log_line("startup", docker_host=engine.address, interval_seconds=interval)
     with ThreadPoolExecutor(max_workers=8) as pool:
         while not stop.is_set():
             started = time.monotonic()

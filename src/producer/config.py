@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producer.contact import check_contact
+
 PRODUCER_NAME = "WikiStreams"
 PRODUCER_VERSION = "0.1.0"
 
@@ -104,7 +106,8 @@ class Settings(KafkaSettings):
     )
     user_agent_contact: str = Field(
         ...,
-        description="Contact (e-mail or URL) for the Wikimedia User-Agent policy",
+        description="Your own e-mail address or URL, sent in the User-Agent as Wikimedia's "
+        "policy asks; placeholders and reserved domains (example.*, *.invalid) are refused",
     )
     replay_speed: str = Field(
         "fast",
@@ -208,10 +211,7 @@ class Settings(KafkaSettings):
     @field_validator("user_agent_contact")
     @classmethod
     def _contact_is_real(cls, value: str) -> str:
-        value = value.strip()
-        if not value or value.lower() in {"changeme", "change-me", "you@example.com"}:
-            raise ValueError("set it to your e-mail or a URL; Wikimedia answers 403 without one")
-        return value
+        return check_contact(value)  # ContactError is a ValueError: pydantic names the field
 
     @field_validator("replay_speed")
     @classmethod

@@ -19,6 +19,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 # Druid stores these as 64-bit longs: a bigger number is bad input, not something to truncate.
 Long = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# Page lengths (bytes) and revision ids are never negative; bounding them so also keeps the
+# derived `length_delta` (new - old) inside a long.
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # Event times whose conversion to UTC cannot overflow `datetime` (offsets are under a day).
 _EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
 _LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
@@ -40,8 +43,8 @@ class OldNew(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    old: Long | None = None
-    new: Long | None = None
+    old: Count | None = None
+    new: Count | None = None
 
 
 class RecentChange(BaseModel):

@@ -6,6 +6,7 @@ and exit 0; a second signal exits at once (the checkpoint still holds, so nothin
 
 from __future__ import annotations
 
+import argparse
 import faulthandler
 import gc
 import os
@@ -111,12 +112,21 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="wikistreams-producer", description=__doc__)
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the settings (environment and .env) and exit: 0 when they are usable",
+    )
+    args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as err:
         print(f"wikistreams-producer: {err}", file=sys.stderr)
         sys.exit(2)
+    if args.check_config:
+        return
     configure_logging(settings.log_level)
     log.info("startup", version=PRODUCER_VERSION, config=settings.masked())
     stop = threading.Event()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.standins import REPO_ROOT, recentchange_dir
+from tests.standins import REPO_ROOT, TEST_CONTACT, recentchange_dir
 from wikistreams_ops.druid_supervisor import DruidClient, DruidError, render_spec
 
 ROOT = REPO_ROOT
@@ -44,7 +44,7 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
-        "USER_AGENT_CONTACT": "integration-tests@wikistreams.invalid",
+        "USER_AGENT_CONTACT": TEST_CONTACT,
         "SSE_URL": sse_url,
         "WIKIDATA_API_URL": wikidata_url,
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.standins import TEST_CONTACT
 from tests.ops_support import (
     COLLECTOR,
     ROOT,
@@ -141,7 +142,7 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
             "SSE_URL": replay.as_uri(),
             "REPLAY_SPEED": "fast",
-            "USER_AGENT_CONTACT": "tests@wikistreams.invalid",
+            "USER_AGENT_CONTACT": TEST_CONTACT,
             "WIKIDATA_API_URL": wikidata.url,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_TOPIC": topic,

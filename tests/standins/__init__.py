@@ -13,6 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The User-Agent contact of tests and benchmarks: a real address form (the producer refuses
+# placeholders and reserved domains), and only ever sent to the local stand-ins.
+TEST_CONTACT = "wikistreams-tests@users.noreply.github.com"
 
 
 def data_dir() -> Path:

@@ -99,9 +99,10 @@ def _run(tool: Path, env_file: Path, *args: str, project: Path = ROOT, **environ
 
 
 def _load(tool: Path, env_file: Path = ENV_EXAMPLE, **environ: str) -> dict[str, Any]:
-    # -skip-env-resolution: the producer's `env_file: .env` is read at `up` time and this checkout
-    # has no .env (nor may a test create one); test_readme_workflow_loads_in_full covers that path.
-    done = _run(tool, env_file, "-f", str(COMPOSE), "-skip-env-resolution", **environ)
+    """The project as `docker compose config` resolves it with `env_file` as the project's .env:
+    no service reads the root .env itself (test_no_service_reads_the_root_env_file), so every
+    value below, pass-through `environment:` entries included, is what the containers get."""
+    done = _run(tool, env_file, "-f", str(COMPOSE), **environ)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -164,7 +165,7 @@ def test_readme_workflow_loads_in_full(compose_check, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     producer = json.loads(done.stdout)["services"]["producer"]
-    assert producer["environment"]["USER_AGENT_CONTACT"]  # read from the producer's env_file
+    assert producer["environment"]["USER_AGENT_CONTACT"]  # passed through from the project's .env
 
 
 def test_fragment_paths_resolve_inside_the_repo(project):
@@ -185,28 +186,160 @@ def test_fragment_paths_resolve_inside_the_repo(project):
 # ── invariants ──────────────────────────────────────────────────────────────────────────────────
 
 
-@pytest.mark.parametrize("bind_address", [None, "10.1.2.3"])
-def test_ports_publish_on_loopback_unless_bind_address_says_otherwise(
-    compose_check, tmp_path, bind_address
+# Published ports by what guards them: the web UIs have their own logins (BIND_ADDRESS, behind a
+# TLS proxy), Kafka (PLAINTEXT) and Druid have no authentication (DATA_BIND_ADDRESS, a separate and
+# explicit choice; tools/exposure-check.sh warns). Everything else is loopback, always.
+WEB_UI_SERVICES = {"superset", "grafana"}
+DATA_SERVICES = {"kafka", "druid-coordinator", "druid-broker"}
+
+
+@pytest.mark.parametrize(
+    ("bind_address", "data_bind_address"),
+    [(None, None), ("10.1.2.3", None), (None, "10.9.8.7"), ("10.1.2.3", "10.9.8.7")],
+    ids=["defaults", "web-only", "data-only", "both"],
+)
+def test_ports_publish_on_loopback_unless_their_own_setting_says_otherwise(
+    compose_check, tmp_path, bind_address, data_bind_address
 ):
-    """With BIND_ADDRESS unset every port is 127.0.0.1 (the `${BIND_ADDRESS:-127.0.0.1}`
-    default); with it set, the root file's ports follow it and the fragments stay on loopback."""
-    values = {"BIND_ADDRESS": bind_address} if bind_address else {}
-    project = _load(compose_check, _env_without(tmp_path, "BIND_ADDRESS", **values))
-    root_services = set(yaml.safe_load(COMPOSE.read_text())["services"])
-    published = 0
+    """With neither set every port is 127.0.0.1. BIND_ADDRESS moves only the web UIs: opening
+    Superset behind a TLS proxy must never open Kafka and Druid, which need DATA_BIND_ADDRESS."""
+    values = {
+        name: value
+        for name, value in (
+            ("BIND_ADDRESS", bind_address),
+            ("DATA_BIND_ADDRESS", data_bind_address),
+        )
+        if value
+    }
+    env_file = _env_without(tmp_path, "BIND_ADDRESS", "DATA_BIND_ADDRESS", **values)
+    project = _load(compose_check, env_file)
+    seen = set()
     for name, service in project["services"].items():
         for port in service.get("ports", []):
-            published += 1
-            expected = bind_address if bind_address and name in root_services else "127.0.0.1"
+            seen.add(name)
+            if name in WEB_UI_SERVICES:
+                expected = bind_address or "127.0.0.1"
+            elif name in DATA_SERVICES:
+                expected = data_bind_address or "127.0.0.1"
+            else:
+                expected = "127.0.0.1"
             assert port.get("host_ip") == expected, f"{name}: {port}"
-    assert published >= 6
+    assert WEB_UI_SERVICES | DATA_SERVICES <= seen
 
 
-def test_root_ports_go_through_bind_address():
-    for name, service in yaml.safe_load(COMPOSE.read_text())["services"].items():
-        for port in service.get("ports", []):
-            assert port.startswith("${BIND_ADDRESS:-127.0.0.1}:"), f"{name}: {port}"
+def test_each_port_goes_through_the_setting_of_its_kind():
+    """The compose text itself: no other variable (or a bare port) can publish a service."""
+    for path in [COMPOSE, *FRAGMENTS]:
+        for name, service in yaml.safe_load(path.read_text())["services"].items():
+            for port in service.get("ports", []):
+                if name in DATA_SERVICES:
+                    assert port.startswith("${DATA_BIND_ADDRESS:-127.0.0.1}:"), f"{name}: {port}"
+                elif name in WEB_UI_SERVICES:
+                    assert port.startswith("${BIND_ADDRESS:-127.0.0.1}:"), f"{name}: {port}"
+                else:
+                    assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_env_example_keeps_both_bind_addresses_on_loopback_and_says_why():
+    text = ENV_EXAMPLE.read_text()
+    values = dict(
+        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert values["BIND_ADDRESS"] == "127.0.0.1"
+    assert values["DATA_BIND_ADDRESS"] == "127.0.0.1"
+    block = text[text.index("BIND_ADDRESS") - 2000 : text.index("DATA_BIND_ADDRESS=")]
+    for needed in ("no authentication", "PLAINTEXT", "druid-basic-security", "SASL"):
+        assert needed in block, needed
+
+
+# ── tools/exposure-check.sh: the warning before ports leave loopback ───────────────────────────
+
+EXPOSURE_CHECK = ROOT / "tools" / "exposure-check.sh"
+
+
+def _exposure(tmp_path: Path, *args: str, env_lines: str = "", **environ: str):
+    env_file = tmp_path / "exposure.env"
+    env_file.write_text(env_lines)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environ}
+    return subprocess.run(
+        ["bash", str(EXPOSURE_CHECK), *args, str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("lines", ["", "BIND_ADDRESS=127.0.0.1\nDATA_BIND_ADDRESS=127.0.0.1\n"])
+def test_exposure_check_is_silent_on_loopback(tmp_path, lines):
+    done = _exposure(tmp_path, env_lines=lines)
+    assert done.returncode == 0 and done.stderr == ""
+    done = subprocess.run(
+        ["bash", str(EXPOSURE_CHECK), str(ENV_EXAMPLE)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_exposure_check_warns_when_kafka_and_druid_leave_loopback(tmp_path):
+    done = _exposure(tmp_path, env_lines='DATA_BIND_ADDRESS="0.0.0.0"\nKAFKA_PORT=19092\n')
+    assert done.returncode == 0  # a warning, not a refusal
+    warning = done.stderr
+    assert "WARNING: DATA_BIND_ADDRESS=0.0.0.0" in warning
+    for needed in ("Kafka :19092", "Druid :8081/:8082", "NO authentication", "PLAINTEXT"):
+        assert needed in warning, needed
+    for needed in ("druid-basic-security", "SASL_SSL", "docs/deploy.md"):
+        assert needed in warning, needed
+    assert "Superset" not in warning
+
+
+def test_exposure_check_warns_about_plain_http_web_uis_without_naming_the_data_ports(tmp_path):
+    done = _exposure(tmp_path, env_lines="BIND_ADDRESS=10.0.0.5\n")
+    assert done.returncode == 0
+    assert "WARNING: BIND_ADDRESS=10.0.0.5" in done.stderr and "TLS proxy" in done.stderr
+    assert "DATA_BIND_ADDRESS" not in done.stderr
+
+
+def test_exposure_check_environment_wins_over_the_file(tmp_path):
+    done = _exposure(
+        tmp_path, env_lines="DATA_BIND_ADDRESS=0.0.0.0\n", DATA_BIND_ADDRESS="127.0.0.1"
+    )
+    assert done.stderr == ""
+    done = _exposure(tmp_path, DATA_BIND_ADDRESS="192.0.2.1")
+    assert "WARNING: DATA_BIND_ADDRESS=192.0.2.1" in done.stderr
+
+
+def test_exposure_check_native_mode_says_the_setting_does_not_apply(tmp_path):
+    done = _exposure(tmp_path, "--native", env_lines="DATA_BIND_ADDRESS=0.0.0.0\n")
+    assert done.returncode == 0
+    assert "applies to docker compose only" in done.stderr and "WARNING" not in done.stderr
+    assert _exposure(tmp_path, "--native").stderr == ""
+
+
+def test_exposure_check_runs_where_the_stack_is_started():
+    makefile = (ROOT / "Makefile").read_text()
+    up = makefile[makefile.index("\nup:") : makefile.index("\n\n", makefile.index("\nup:"))]
+    assert "tools/exposure-check.sh --native" in up
+    compose_up = makefile[makefile.index("\ncompose-up:") :]
+    compose_up = compose_up[: compose_up.index("\n\n")]
+    recipe = compose_up.split("\n", 2)[2]  # below the target line and its help text
+    assert recipe.index("tools/exposure-check.sh .env") < recipe.index("docker compose up")
+    remote = (ROOT / "deploy" / "remote-deploy.sh").read_text()
+    assert remote.index("tools/exposure-check.sh") < remote.index('"${compose[@]}" up')
+
+
+def test_deploy_doc_says_what_opening_kafka_or_druid_takes():
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    section = text[text.index("### Opening Kafka or Druid") :]
+    for needed in (
+        "DATA_BIND_ADDRESS",
+        "druid-basic-security",
+        "druid.auth.authenticatorChain",
+        "druid.escalator",
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "KAFKA_ADVERTISED_HOST",
+    ):
+        assert needed in section, needed
 
 
 def test_every_long_running_service_has_a_healthcheck(project):
@@ -325,6 +458,228 @@ def test_stack_refuses_to_load_without_a_secret(compose_check, tmp_path, secret,
     done = _run(compose_check, env_file, "-f", str(COMPOSE), "-skip-env-resolution")
     assert done.returncode != 0
     assert secret in done.stderr
+
+
+# ── each service gets only its own settings ─────────────────────────────────────────────────────
+
+# Who may hold each secret: the services that use it, nobody else. The Druid servers share one
+# runtime configuration (druid/conf/_common) that loads the metadata-store module on every node;
+# Superset's web server refuses to start without its admin password (superset_config.py).
+SECRET_CONSUMERS = {
+    "DRUID_METADATA_PASSWORD": {
+        "druid-metadata",
+        "druid-coordinator",
+        "druid-broker",
+        "druid-historical",
+        "druid-indexer",
+    },
+    "SUPERSET_SECRET_KEY": {"superset", "superset-init"},
+    "SUPERSET_ADMIN_PASSWORD": {"superset", "superset-init"},
+    "SUPERSET_DB_PASSWORD": {"superset-db", "superset", "superset-init"},
+    "GRAFANA_ADMIN_PASSWORD": {"grafana"},
+    "ALERT_WEBHOOK_URL": {"grafana"},
+}
+
+
+def dummy_secrets() -> dict[str, str]:
+    """A distinct, unguessable value per secret, so a value found in a service names its secret."""
+    return {
+        name: f"dummy-{name.lower().replace('_', '-')}-{os.urandom(8).hex()}" for name in SECRETS
+    }
+
+
+def secrets_by_service(project: dict[str, Any], secrets: dict[str, str]) -> dict[str, set[str]]:
+    """service -> the secrets whose value occurs ANYWHERE in its resolved definition (environment,
+    command, healthcheck, labels...): a password inside a database URI counts too."""
+    found = {}
+    for name, service in project["services"].items():
+        text = json.dumps(service)
+        found[name] = {secret for secret, value in secrets.items() if value in text}
+    return found
+
+
+def assert_secrets_reach_only_their_consumers(project, secrets) -> None:
+    found = secrets_by_service(project, secrets)
+    for secret in SECRETS:
+        holders = {name for name, held in found.items() if secret in held}
+        assert holders == SECRET_CONSUMERS[secret], secret
+
+
+@pytest.fixture(scope="session")
+def secrets_project(compose_check, tmp_path_factory) -> tuple[dict[str, Any], dict[str, str]]:
+    secrets = dummy_secrets()
+    env_file = _env_without(tmp_path_factory.mktemp("secrets"), **secrets)
+    return _load(compose_check, env_file), secrets
+
+
+def test_secret_consumers_cover_every_secret():
+    assert set(SECRET_CONSUMERS) == set(SECRETS)
+
+
+def test_each_secret_reaches_only_the_services_that_need_it(secrets_project):
+    assert_secrets_reach_only_their_consumers(*secrets_project)
+
+
+@pytest.mark.parametrize("service", ["producer", "druid-init"])
+def test_producer_and_druid_init_hold_no_secret(secrets_project, service):
+    """The producer parses untrusted input from the internet; whoever takes it over must not get
+    Superset's signing key (forged admin sessions), a database password or the webhook."""
+    project, secrets = secrets_project
+    assert secrets_by_service(project, secrets)[service] == set()
+
+
+def test_no_service_reads_the_root_env_file(project):
+    """`env_file: .env` hands a service every secret of the stack; settings are listed instead."""
+    for name, service in project["services"].items():
+        for env_file in service.get("env_file", []):
+            path = Path(env_file["path"])
+            assert path.name != ".env" and path.is_relative_to(ROOT / "ops"), f"{name}: {path}"
+
+
+def _producer_settings() -> set[str]:
+    from producer.config import Settings, TopicSettings
+
+    return {field.upper() for model in (Settings, TopicSettings) for field in model.model_fields}
+
+
+def _druid_submit_settings() -> set[str]:
+    """What `wikistreams-druid submit` reads: its options' envvars and TopicSettings."""
+    import typer.main
+
+    from producer.config import TopicSettings
+    from wikistreams_ops.druid_supervisor import app
+
+    submit = typer.main.get_command(app).commands["submit"]
+    envvars = set()
+    for param in submit.params:
+        if param.envvar:
+            envvars |= {param.envvar} if isinstance(param.envvar, str) else set(param.envvar)
+    return envvars | {field.upper() for field in TopicSettings.model_fields}
+
+
+def test_producer_environment_is_exactly_its_settings(secrets_project):
+    """Every producer setting can be set from .env (as with the old env_file) and nothing else
+    reaches it: no other service's setting, secret or not."""
+    env = secrets_project[0]["services"]["producer"]["environment"]
+    assert set(env) == _producer_settings()
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
+    assert env["HEALTH_BIND"] == "0.0.0.0"
+    assert env["USER_AGENT_CONTACT"]  # passed through from .env
+
+
+def test_druid_init_environment_is_only_what_submit_reads(secrets_project):
+    service = secrets_project[0]["services"]["druid-init"]
+    assert set(service["environment"]) <= _druid_submit_settings()
+    for needed in ("KAFKA_TOPIC", "DRUID_RETENTION_PERIOD", "KAFKA_TOPIC_RETENTION_MS"):
+        assert service["environment"][needed], needed
+    # The options that name other hosts come from the command, not from .env.
+    assert any(arg.startswith("--overlord=") for arg in service["command"])
+    assert any(arg.startswith("--bootstrap=") for arg in service["command"])
+
+
+def test_an_unset_pass_through_setting_stays_unset(compose_check, tmp_path):
+    """A bare NAME is passed only when the project environment has it; otherwise compose leaves
+    it out (null here) and the program's own default applies, never an empty string."""
+    project = _load(
+        compose_check, _env_without(tmp_path, "KAFKA_LINGER_MS", "DRUID_RETENTION_PERIOD")
+    )
+    assert project["services"]["producer"]["environment"]["KAFKA_LINGER_MS"] is None
+    assert project["services"]["druid-init"]["environment"]["DRUID_RETENTION_PERIOD"] is None
+
+
+# ── Docker API access: only through the GET-only socket proxy ──────────────────────────────────
+
+SOCKET_PROXY = "docker-api-proxy"
+DOCKER_API_CLIENTS = {"alloy", "docker-stats-logger"}
+ALLOY_CONFIG = ROOT / "ops" / "logs" / "alloy" / "config.alloy"
+
+
+def _flags(service: dict[str, Any]) -> dict[str, list[str]]:
+    flags: dict[str, list[str]] = {}
+    for arg in service.get("command") or []:
+        name, _, value = arg.lstrip("-").partition("=")
+        flags.setdefault(name, []).append(value)
+    return flags
+
+
+def test_only_the_socket_proxy_mounts_the_docker_socket(project):
+    for name, service in project["services"].items():
+        sockets = [v for v in service.get("volumes", []) if "docker.sock" in v.get("source", "")]
+        if name == SOCKET_PROXY:
+            assert [(v["source"], v.get("read_only")) for v in sockets] == [
+                ("/var/run/docker.sock", True)
+            ]
+        else:
+            assert not sockets, f"{name} mounts the Docker socket"
+        assert not service.get("privileged"), name
+        assert service.get("pid") in (None, ""), name
+
+
+def test_socket_proxy_allows_only_reads_of_the_endpoints_the_loggers_use(project):
+    proxy = project["services"][SOCKET_PROXY]
+    assert re.fullmatch(r"wollomatic/socket-proxy:\d+\.\d+\.\d+", proxy["image"])
+    flags = _flags(proxy)
+    methods = {name.removeprefix("allow") for name in flags if re.fullmatch(r"allow[A-Z]+", name)}
+    assert methods == {"GET", "HEAD"}, "POST, PUT, DELETE... must stay denied (the default)"
+    assert not [k for k in proxy.get("environment") or {} if k.startswith("SP_ALLOW")]
+    assert flags["allowHEAD"] == ["/_ping"]
+    (pattern,) = flags["allowGET"]
+    allowed = re.compile(f"^{pattern}$")  # socket-proxy anchors every pattern
+    for path in (
+        "/_ping",
+        "/v1.47/version",
+        "/v1.47/containers/json",
+        "/containers/json",
+        "/v1.47/networks",
+        "/v1.47/containers/3f2a9c/json",
+        "/v1.47/containers/3f2a9c/logs",
+        "/containers/3f2a9c/stats",
+    ):
+        assert allowed.match(path), path
+    for path in (
+        "/v1.47/containers/3f2a9c/archive",
+        "/v1.47/containers/3f2a9c/export",
+        "/v1.47/containers/3f2a9c/exec",
+        "/v1.47/containers/create",
+        "/v1.47/info",
+        "/v1.47/images/json",
+        "/v1.47/volumes",
+        "/v1.47/secrets",
+        "/v1.47/containers/3f2a9c/json/../archive",
+        "/v1.47/exec/abc/json",
+    ):
+        assert not allowed.match(path), path
+    assert flags["allowfrom"] == [",".join(sorted(DOCKER_API_CLIENTS))]
+
+
+def test_socket_proxy_is_reachable_only_on_an_internal_network(project):
+    proxy = project["services"][SOCKET_PROXY]
+    assert set(proxy["networks"]) == {"docker-api"}
+    assert project["networks"]["docker-api"].get("internal") is True
+    assert not proxy.get("ports")
+    on_network = {
+        n for n, s in project["services"].items() if "docker-api" in (s.get("networks") or {})
+    }
+    assert on_network == DOCKER_API_CLIENTS | {SOCKET_PROXY}
+    # Least privilege for the proxy itself: no root user, no capabilities, read-only root fs.
+    assert proxy["read_only"] is True and proxy["cap_drop"] == ["ALL"]
+    assert proxy["user"].split(":")[0] not in ("", "0", "root")
+    assert proxy["healthcheck"]["test"]
+
+
+def test_the_two_clients_point_at_the_proxy(project):
+    port = _flags(project["services"][SOCKET_PROXY])["proxyport"][0]
+    for name in DOCKER_API_CLIENTS:
+        service = project["services"][name]
+        assert service["environment"]["DOCKER_HOST"] == f"tcp://{SOCKET_PROXY}:{port}", name
+        assert service["depends_on"][SOCKET_PROXY]["condition"] == "service_healthy", name
+        assert not service.get("group_add"), f"{name} needs no docker group any more"
+    code = [
+        line for line in ALLOY_CONFIG.read_text().splitlines() if not line.strip().startswith("//")
+    ]
+    hosts = [line.split("=", 1)[1].strip() for line in code if re.match(r"\s*host\s*=", line)]
+    assert hosts == ['sys.env("DOCKER_HOST")'] * 2  # discovery.docker and loki.source.docker
+    assert not any("docker.sock" in line for line in code)
 
 
 # ── the checker rejects what Docker Compose rejects ─────────────────────────────────────────────

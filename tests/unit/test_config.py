@@ -20,7 +20,7 @@ def test_missing_contact_names_the_setting():
     [("REPLAY_SPEED", "warp"), ("CACHE_BACKEND", "memcached"), ("ENRICH_BATCH_MAX_IDS", "500")],
 )
 def test_bad_values_name_the_setting(monkeypatch, name, value):
-    monkeypatch.setenv("USER_AGENT_CONTACT", "ops@example.org")
+    monkeypatch.setenv("USER_AGENT_CONTACT", "ops@wikistreams.dev")
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):
         load_settings()
@@ -28,22 +28,24 @@ def test_bad_values_name_the_setting(monkeypatch, name, value):
 
 def test_env_beats_dotenv_beats_default(monkeypatch, tmp_path):
     (tmp_path / ".env").write_text(
-        "USER_AGENT_CONTACT=dotenv@example.org\nKAFKA_TOPIC=from-dotenv\n"
+        "USER_AGENT_CONTACT=dotenv@wikistreams.dev\nKAFKA_TOPIC=from-dotenv\n"
     )
     s = load_settings()
-    assert s.user_agent_contact == "dotenv@example.org" and s.kafka_topic == "from-dotenv"
+    assert s.user_agent_contact == "dotenv@wikistreams.dev" and s.kafka_topic == "from-dotenv"
     monkeypatch.setenv("KAFKA_TOPIC", "from-env")
     assert load_settings().kafka_topic == "from-env"
     assert load_settings().kafka_linger_ms == 50
 
 
 def test_user_agent_follows_policy(monkeypatch):
-    monkeypatch.setenv("USER_AGENT_CONTACT", "ops@example.org")
+    monkeypatch.setenv("USER_AGENT_CONTACT", "ops@wikistreams.dev")
     ua = load_settings().user_agent
-    assert ua.startswith("WikiStreams/") and "(ops@example.org)" in ua and "python-requests/" in ua
+    assert (
+        ua.startswith("WikiStreams/") and "(ops@wikistreams.dev)" in ua and "python-requests/" in ua
+    )
 
 
 def test_secrets_are_masked(monkeypatch):
-    monkeypatch.setenv("USER_AGENT_CONTACT", "ops@example.org")
+    monkeypatch.setenv("USER_AGENT_CONTACT", "ops@wikistreams.dev")
     monkeypatch.setenv("REDIS_URL", "redis://user:s3cret@cache:6379/0")
     assert "s3cret" not in str(load_settings().masked())

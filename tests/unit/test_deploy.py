@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from tests.ops_support import BIN, ROOT
-from tests.unit.test_compose import SECRETS
+from tests.standins import TEST_CONTACT
+from tests.unit.test_compose import (
+    SECRETS,
+    assert_secrets_reach_only_their_consumers,
+    dummy_secrets,
+    secrets_by_service,
+)
 
 TOOL_SRC = ROOT / "tools" / "compose-check"
 TOOL = BIN / "compose-check"
@@ -90,6 +96,24 @@ def test_only_caddy_faces_the_network_and_every_published_port_is_loopback(proje
     assert "reverse_proxy 127.0.0.1:8088" in text and "reverse_proxy 127.0.0.1:3000" in text
 
 
+def test_superset_knows_it_is_served_through_the_tls_proxy(project):
+    """Secure session cookie and ProxyFix for Caddy's hop (superset/superset_config.py)."""
+    assert project["services"]["superset"]["environment"]["SUPERSET_BEHIND_TLS_PROXY"] == "true"
+    # The override adds to the fragment's environment, it does not replace it.
+    assert project["services"]["superset"]["environment"]["SUPERSET_SECRET_KEY"]
+
+
+def test_production_secrets_reach_only_their_consumers():
+    """The same least-privilege map as test_compose, with the production override and Caddy."""
+    secrets = dummy_secrets()
+    done = _run(**PRODUCTION_ENV, **secrets)  # the environment wins over .env.example
+    assert done.returncode == 0, done.stderr
+    project = json.loads(done.stdout)
+    assert_secrets_reach_only_their_consumers(project, secrets)
+    for service in ("producer", "druid-init", "caddy"):
+        assert secrets_by_service(project, secrets)[service] == set(), service
+
+
 @pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
 def test_release_settings_are_required(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
@@ -141,6 +165,7 @@ def _render(tmp_path: Path, values: dict[str, str]) -> subprocess.CompletedProce
 def test_render_env_writes_literal_values_readable_by_compose(tmp_path):
     values = {k: f"value-of-{k}" for k in REQUIRED}
     values["SUPERSET_SECRET_KEY"] = "a$b#c d"
+    values["USER_AGENT_CONTACT"] = TEST_CONTACT
     done = _render(tmp_path, values)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "etc" / "ws.env"
@@ -161,6 +186,9 @@ def test_render_env_writes_literal_values_readable_by_compose(tmp_path):
         ({k: "x" for k in REQUIRED[1:]}, REQUIRED[0]),
         ({**{k: "x" for k in REQUIRED}, "SUPERSET_ADMIN_PASSWORD": "CHANGE_ME"}, "CHANGE_ME"),
         ({**{k: "x" for k in REQUIRED}, "GRAFANA_ADMIN_PASSWORD": "it's"}, "single quote"),
+        # The producer's contact rule (src/producer/contact.py), before the stack ever starts.
+        ({**{k: "x" for k in REQUIRED}, "USER_AGENT_CONTACT": "you@example.org"}, "placeholder"),
+        ({**{k: "x" for k in REQUIRED}, "USER_AGENT_CONTACT": "ops@corp.invalid"}, "reserved"),
     ],
 )
 def test_render_env_refuses_missing_placeholder_and_unquotable_values(tmp_path, values, reason):

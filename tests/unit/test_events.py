@@ -159,6 +159,8 @@ def _event(**fields) -> dict:
         ),
         (json.dumps(_event(namespace=2**70)).encode(), "validate"),  # not a Druid long
         (json.dumps(_event(length={"new": -(2**64)})).encode(), "validate"),
+        # A negative length could push length_delta = new - old past a long.
+        (json.dumps(_event(length={"old": -1, "new": 2**63 - 1})).encode(), "validate"),
     ],
 )
 def test_hostile_input_is_a_stage_error_not_a_crash(data, stage):

@@ -15,8 +15,13 @@ import pytest
 
 from ops.docker_stats_logger import stats as st
 from ops.docker_stats_logger.__main__ import container_name, poll_once
-from ops.docker_stats_logger.engine import DockerEngine
-from tests.ops_support import DOCKER_STATS_FIXTURES, FakeDockerd, recorded_docker_stats
+from ops.docker_stats_logger.engine import DockerEngine, parse_docker_host
+from tests.ops_support import (
+    DOCKER_STATS_FIXTURES,
+    FakeDockerd,
+    FakeDockerdTCP,
+    recorded_docker_stats,
+)
 
 
 def _load(name: str) -> dict:
@@ -134,3 +139,46 @@ def test_poll_once_over_a_unix_socket_logs_one_line_per_container(fake_dockerd):
 def test_engine_error_is_an_exception_not_a_silent_empty_poll(tmp_path):
     with pytest.raises(OSError):
         DockerEngine(str(tmp_path / "absent.sock"), timeout=1).running_containers()
+
+
+# ── DOCKER_HOST: compose reaches the API through the GET-only socket proxy over TCP ─────────────
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("tcp://docker-api-proxy:2375", ("tcp", "docker-api-proxy:2375")),
+        ("tcp://127.0.0.1:2375/", ("tcp", "127.0.0.1:2375")),
+        ("unix:///var/run/docker.sock", ("unix", "/var/run/docker.sock")),
+    ],
+)
+def test_docker_host_forms(value, expected):
+    assert parse_docker_host(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["docker-api-proxy:2375", "tcp://docker-api-proxy", "http://x:2375", "unix://", "ssh://h"],
+)
+def test_docker_host_refuses_what_it_cannot_speak(value):
+    with pytest.raises(ValueError, match="DOCKER_HOST"):
+        parse_docker_host(value)
+
+
+def test_engine_from_env_prefers_docker_host_over_the_socket():
+    tcp = DockerEngine.from_env(
+        {"DOCKER_HOST": "tcp://docker-api-proxy:2375", "DOCKER_SOCKET": "/s"}
+    )
+    assert tcp.address == "tcp://docker-api-proxy:2375"
+    assert DockerEngine.from_env({"DOCKER_SOCKET": "/run/d.sock"}).address == "unix:///run/d.sock"
+    assert DockerEngine.from_env({}).address == "unix:///var/run/docker.sock"
+
+
+def test_poll_once_over_tcp_as_through_the_socket_proxy():
+    with FakeDockerdTCP(recorded_docker_stats()) as dockerd:
+        engine = DockerEngine.from_env({"DOCKER_HOST": dockerd.docker_host}, timeout=5)
+        engine.ping()  # the image's HEALTHCHECK
+        out = io.StringIO()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            logged = poll_once(engine, pool, out=out)
+    assert logged == len(out.getvalue().splitlines()) == 5

@@ -266,3 +266,300 @@ def test_superset_actions_are_json_log_lines_not_table_rows():
         "slice_id": 3,
         "duration_ms": 57,
     }
+
+
+# --- TLS deployment (SUPERSET_BEHIND_TLS_PROXY) --------------------------------------------------
+
+
+def _tls_config(monkeypatch, value: str | None):
+    monkeypatch.delenv("SUPERSET_BEHIND_TLS_PROXY", raising=False)
+    return load_config(
+        monkeypatch,
+        SUPERSET_SECRET_KEY=GOOD_KEY,
+        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
+        SUPERSET_BEHIND_TLS_PROXY=value,
+    )
+
+
+@pytest.mark.parametrize("value", [None, "", "false", "False", " FALSE "])
+def test_plain_http_by_default_keeps_cookies_usable_on_loopback(monkeypatch, value):
+    """Natively over http://127.0.0.1 a Secure cookie would never come back: no login."""
+    config = _tls_config(monkeypatch, value)
+    assert config.BEHIND_TLS_PROXY is False
+    assert config.SESSION_COOKIE_SECURE is False
+    assert config.TALISMAN_CONFIG["session_cookie_secure"] is False
+    assert config.TALISMAN_CONFIG["force_https"] is False
+    assert config.TALISMAN_CONFIG["strict_transport_security"] is False
+    assert config.TALISMAN_DEV_CONFIG == config.TALISMAN_CONFIG
+    # Superset's own defaults apply: no ProxyFix, no https URLs.
+    for name in ("ENABLE_PROXY_FIX", "PROXY_FIX_CONFIG", "PREFERRED_URL_SCHEME"):
+        assert not hasattr(config, name), name
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", " True "])
+def test_tls_mode_secure_cookies_https_urls_and_hsts(monkeypatch, value):
+    config = _tls_config(monkeypatch, value)
+    assert config.BEHIND_TLS_PROXY is True
+    assert config.SESSION_COOKIE_SECURE is True
+    assert config.REMEMBER_COOKIE_SECURE is True
+    assert config.SESSION_COOKIE_SAMESITE == "Lax"
+    assert config.PREFERRED_URL_SCHEME == "https"
+    # Talisman writes SESSION_COOKIE_SECURE itself: both must agree.
+    for talisman in (config.TALISMAN_CONFIG, config.TALISMAN_DEV_CONFIG):
+        assert talisman["session_cookie_secure"] is True
+        assert talisman["strict_transport_security"] is True
+        assert talisman["strict_transport_security_include_subdomains"] is False
+        assert talisman["strict_transport_security_preload"] is False
+        # The healthcheck and host tools speak plain HTTP to gunicorn: no redirect.
+        assert talisman["force_https"] is False
+    # The CSP is unchanged by TLS mode.
+    plain = _tls_config(monkeypatch, "false")
+    csp = "content_security_policy"
+    assert config.TALISMAN_CONFIG[csp] == plain.TALISMAN_CONFIG[csp]
+    assert config.TALISMAN_CONFIG["content_security_policy_nonce_in"] == ["script-src"]
+
+
+def test_tls_mode_hsts_matches_caddy(monkeypatch):
+    """Superset's HSTS header says what Caddy's does, so the two layers never disagree."""
+    config = _tls_config(monkeypatch, "true")
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text(encoding="utf-8")
+    expected = f'Strict-Transport-Security "max-age={config.HSTS_MAX_AGE_SECONDS}"'
+    assert expected in caddyfile
+    assert config.TALISMAN_CONFIG["strict_transport_security_max_age"] == 31536000
+
+
+def test_tls_mode_trusts_exactly_one_proxy_hop(monkeypatch):
+    """Caddy sets X-Forwarded-For/-Proto/-Host; -Port and -Prefix would come from the client."""
+    config = _tls_config(monkeypatch, "true")
+    assert config.ENABLE_PROXY_FIX is True
+    assert config.PROXY_FIX_CONFIG == {
+        "x_for": 1,
+        "x_proto": 1,
+        "x_host": 1,
+        "x_port": 0,
+        "x_prefix": 0,
+    }
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "on", "ture", "true,false", "0"])
+def test_tls_switch_refuses_anything_but_true_or_false(monkeypatch, value):
+    with pytest.raises(RuntimeError, match="SUPERSET_BEHIND_TLS_PROXY must be 'true' or 'false'"):
+        _tls_config(monkeypatch, value)
+
+
+PROXY_FIX_PROBE = """
+import importlib.util, sys
+from werkzeug.middleware.proxy_fix import ProxyFix
+spec = importlib.util.spec_from_file_location("superset_config", sys.argv[1])
+config = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(config)
+def app(environ, start_response):
+    print(environ["wsgi.url_scheme"], environ["REMOTE_ADDR"], environ["HTTP_HOST"])
+    print("prefix=" + environ.get("SCRIPT_NAME", ""))
+ProxyFix(app, **config.PROXY_FIX_CONFIG)({
+    "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http", "HTTP_HOST": "127.0.0.1:8088",
+    "HTTP_X_FORWARDED_FOR": "198.51.100.7", "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_X_FORWARDED_HOST": "superset.test", "HTTP_X_FORWARDED_PORT": "1234",
+    "HTTP_X_FORWARDED_PREFIX": "/evil",
+}, None)
+print(config.ENABLE_PROXY_FIX)
+"""
+
+
+@needs_venv
+def test_proxy_fix_config_is_werkzeugs(tmp_path):
+    """The keys are ProxyFix's own (Superset passes PROXY_FIX_CONFIG as keyword arguments)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    env.update(
+        SUPERSET_SECRET_KEY=GOOD_KEY,
+        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
+        SUPERSET_BEHIND_TLS_PROXY="true",
+    )
+    result = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", PROXY_FIX_PROBE, str(CONFIG)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Port and prefix headers (which Caddy passes through from the client) are ignored.
+    assert result.stdout.split() == ["https", "198.51.100.7", "superset.test", "prefix=", "True"]
+
+
+@needs_venv
+def test_real_start_with_invalid_tls_switch_exits_non_zero(tmp_path):
+    result = _start_attempt(
+        tmp_path,
+        SUPERSET_SECRET_KEY=GOOD_KEY,
+        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
+        SUPERSET_BEHIND_TLS_PROXY="yes",
+    )
+    assert result.returncode == 78
+    assert "SUPERSET_BEHIND_TLS_PROXY must be 'true' or 'false', not 'yes'" in result.stderr
+
+
+# --- gunicorn command lines ----------------------------------------------------------------------
+
+
+def _dockerfile_cmd() -> list[str]:
+    """The JSON (exec form) CMD of superset/Dockerfile."""
+    text = (ROOT / "superset" / "Dockerfile").read_text(encoding="utf-8")
+    (cmd,) = [line for line in text.replace("\\\n", " ").splitlines() if line.startswith("CMD ")]
+    return json.loads(cmd[len("CMD ") :])
+
+
+def test_gunicorn_keeps_its_default_request_limits(tmp_path):
+    """0 would mean unlimited request lines and header fields: keep gunicorn's 4094/8190 bytes."""
+    out = _run_with(
+        tmp_path, f"SUPERSET_SECRET_KEY={GOOD_KEY}\n", "", SUPERSET_ADMIN_PASSWORD="x" * 12
+    )
+    native = out.split("ARGS=", 1)[1].split()
+    docker = _dockerfile_cmd()
+    assert docker[0] == "gunicorn"
+    for argv in (native, docker[1:]):
+        assert argv[-1] == "superset.app:create_app()"
+        assert not [a for a in argv if a.startswith("--limit-request")], argv
+    # Otherwise the container runs what native.sh runs (the measured tuning), bind aside.
+    bind = native.index("--bind")
+    assert native[:bind] + native[bind + 2 :] == [
+        a for i, a in enumerate(docker[1:]) if i not in (bind, bind + 1)
+    ]
+
+
+# --- admin password never in argv ----------------------------------------------------------------
+
+INIT = ROOT / "superset" / "init_superset.sh"
+FAKE_SUPERSET_PACKAGE = {
+    "__init__.py": """
+import json, os
+
+STATE = os.environ["FAKE_SUPERSET_STATE"]
+
+
+def _load():
+    if not os.path.exists(STATE):
+        return {"users": {}, "roles": []}
+    with open(STATE) as f:
+        return json.load(f)
+
+
+def _save(state):
+    with open(STATE, "w") as f:
+        json.dump(state, f)
+
+
+class _SecurityManager:
+    auth_role_admin = "Admin"
+
+    def find_user(self, username=None, email=None):
+        for user in _load()["users"].values():
+            if user["username"] == username or (email and user["email"] == email):
+                return user
+        return None
+
+    def find_role(self, name):
+        return name if name in _load()["roles"] else None
+
+    def add_role(self, name):
+        state = _load()
+        state["roles"].append(name)
+        _save(state)
+        return name
+
+    def add_user(self, username, first_name, last_name, email, role=None, password=""):
+        state = _load()
+        state["users"][username] = {
+            "username": username, "email": email, "role": role, "password": password
+        }
+        _save(state)
+        return state["users"][username]
+
+
+security_manager = _SecurityManager()
+""",
+    "app.py": """
+import contextlib
+
+
+class _App:
+    @contextlib.contextmanager
+    def app_context(self):
+        yield
+
+
+def create_app():
+    return _App()
+""",
+}
+
+
+def _run_init(tmp_path: Path, password: str) -> subprocess.CompletedProcess:
+    """init_superset.sh with a recording `superset` and Python; the admin code runs for real
+    against a stand-in ``superset`` package (state in a JSON file)."""
+    fake_bin, package = tmp_path / "bin", tmp_path / "pkg" / "superset"
+    if not fake_bin.exists():
+        fake_bin.mkdir()
+        package.mkdir(parents=True)
+        for name, source in FAKE_SUPERSET_PACKAGE.items():
+            (package / name).write_text(source)
+        (fake_bin / "superset").write_text(
+            '#!/bin/sh\nprintf \'superset %s\\n\' "$*" >>"$ARGV_LOG"\n'
+        )
+        # The bundle import is not under test: recorded, not run.
+        (fake_bin / "python").write_text(
+            '#!/bin/sh\nprintf \'python %s\\n\' "$*" >>"$ARGV_LOG"\n'
+            'case "$1" in *bundle.py) exit 0 ;; esac\n'
+            f'exec "{sys.executable}" "$@"\n'
+        )
+        for name in ("superset", "python"):
+            (fake_bin / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPERSET_", "PYTHON"))}
+    env.update(
+        PATH=f"{fake_bin}:{env['PATH']}",
+        PYTHONPATH=str(tmp_path / "pkg"),
+        ARGV_LOG=str(tmp_path / "argv.log"),
+        FAKE_SUPERSET_STATE=str(tmp_path / "state.json"),
+        SUPERSET_ADMIN_PASSWORD=password,
+    )
+    # From the repository root, whose superset/ folder must not shadow the (stand-in) package.
+    return subprocess.run(
+        ["bash", str(INIT)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_init_creates_admin_without_password_in_argv(tmp_path):
+    result = _run_init(tmp_path, GOOD_PASSWORD)
+    assert result.returncode == 0, result.stderr
+    argv_log = (tmp_path / "argv.log").read_text()
+    assert GOOD_PASSWORD not in argv_log  # what `ps` would have shown
+    assert "superset db upgrade" in argv_log and "superset init" in argv_log
+    assert "superset fab" not in argv_log
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["users"] == {
+        "admin": {
+            "username": "admin",
+            "email": "admin@wikistreams.invalid",
+            "role": "Admin",
+            "password": GOOD_PASSWORD,  # from the environment
+        }
+    }
+    assert "creating admin 'admin'" in result.stderr
+
+
+def test_init_leaves_existing_admin_password_as_is(tmp_path):
+    assert _run_init(tmp_path, GOOD_PASSWORD).returncode == 0
+    result = _run_init(tmp_path, "Another-pass-456")
+    assert result.returncode == 0, result.stderr
+    assert "admin 'admin' exists (password left as is)" in result.stderr
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["users"]["admin"]["password"] == GOOD_PASSWORD
+    assert "Another-pass-456" not in (tmp_path / "argv.log").read_text()
+
+
+def test_init_refuses_without_admin_password(tmp_path):
+    result = _run_init(tmp_path, "")
+    assert result.returncode != 0
+    assert "SUPERSET_ADMIN_PASSWORD must be set" in result.stderr
+    assert not (tmp_path / "state.json").exists()

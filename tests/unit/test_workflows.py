@@ -184,6 +184,26 @@ def test_cd_deploys_tags_through_the_production_environment(cd):
     assert "--wait" in remote
 
 
+def test_cd_refuses_to_deploy_without_a_pinned_host_key(cd):
+    """No trust on first use: a host key scanned by the job would trust whoever answers on
+    DEPLOY_HOST at that moment, so a missing DEPLOY_KNOWN_HOSTS fails the job before any SSH."""
+    steps = cd["jobs"]["deploy"]["steps"]
+    text = _steps_text(cd["jobs"]["deploy"])
+    assert "ssh-keyscan" not in text
+    (key_step,) = [s for s in steps if "DEPLOY_KNOWN_HOSTS" in str(s.get("run", ""))]
+    assert key_step["env"]["DEPLOY_KNOWN_HOSTS"] == "${{ secrets.DEPLOY_KNOWN_HOSTS }}"
+    script = key_step["run"]
+    refusal = re.search(r'if \[ -z "\$DEPLOY_KNOWN_HOSTS" \]; then\n(.*?)\n\s*fi', script, re.S)
+    assert refusal, script
+    assert "::error::" in refusal.group(1) and "exit 1" in refusal.group(1)
+    # The refusal comes before the key is written, and the only known_hosts is the pinned one.
+    assert script.index('DEPLOY_KNOWN_HOSTS" ]') < script.index("deploy_key")
+    assert "printf '%s\\n' \"$DEPLOY_KNOWN_HOSTS\" > ~/.ssh/known_hosts" in script
+    assert "StrictHostKeyChecking yes" in script
+    ssh_steps = [s for s in steps if re.search(r"\bssh vm\b", str(s.get("run", "")))]
+    assert ssh_steps and all(steps.index(s) > steps.index(key_step) for s in ssh_steps)
+
+
 def test_actionlint_passes():
     """Fails (never skips) when actionlint is missing and Go is not there to install it."""
     done = subprocess.run(
