@@ -69,7 +69,19 @@ class _DockerdHandler(BaseHTTPRequestHandler):
         pass
 
 
-class FakeDockerd(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _ServedInBackground:
+    """`with server:` serves on a daemon thread and shuts it down on exit."""
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class FakeDockerd(_ServedInBackground, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Answers ``/containers/json`` and ``/containers/<id>/stats`` on a unix socket."""
 
     daemon_threads = True
@@ -82,16 +94,8 @@ class FakeDockerd(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         request, _ = super().get_request()
         return request, ("local", 0)
 
-    def __enter__(self) -> "FakeDockerd":
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class FakeDockerdTCP(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class FakeDockerdTCP(_ServedInBackground, socketserver.ThreadingMixIn, socketserver.TCPServer):
     """The same stand-in on 127.0.0.1:<free port>, as the socket proxy serves the API in compose."""
 
     daemon_threads = True
@@ -104,14 +108,6 @@ class FakeDockerdTCP(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def docker_host(self) -> str:
         host, port = self.server_address[:2]
         return f"tcp://{host}:{port}"
-
-    def __enter__(self) -> "FakeDockerdTCP":
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 # ── the native log stack: VictoriaLogs + the collector, on free loopback ports ─────────────────

@@ -234,6 +234,20 @@ def test_native_run_binds_loopback_only(tmp_path):
     assert "--bind 127.0.0.1:8088" in out
 
 
+def _superset_probe(probe: str, cwd: Path | None = None, **env: str):
+    """Run `probe` in the real Superset venv's Python with this config's path as argv[1]."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    clean.update(SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD, **env)
+    return subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", probe, str(CONFIG)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
 EVENT_LOG_PROBE = """
 import importlib.util, logging, sys
 logging.basicConfig(stream=sys.stdout, format="%(name)s %(message)s", level=logging.INFO)
@@ -247,15 +261,7 @@ config.EVENT_LOGGER.log(1, "ChartDataRestApi.data", 2, 57, 3, None, None, None)
 @needs_venv
 def test_superset_actions_are_json_log_lines_not_table_rows():
     """Superset's own event logger base accepts ours, and each action is one JSON line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
-    env.update(SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD)
-    result = subprocess.run(
-        [str(VENV / "bin" / "python"), "-c", EVENT_LOG_PROBE, str(CONFIG)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _superset_probe(EVENT_LOG_PROBE)
     assert result.returncode == 0, result.stderr[-2000:]
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("superset.event ")]
     assert json.loads(line.split(" ", 1)[1]) == {
@@ -369,20 +375,7 @@ print(config.ENABLE_PROXY_FIX)
 @needs_venv
 def test_proxy_fix_config_is_werkzeugs(tmp_path):
     """The keys are ProxyFix's own (Superset passes PROXY_FIX_CONFIG as keyword arguments)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
-    env.update(
-        SUPERSET_SECRET_KEY=GOOD_KEY,
-        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
-        SUPERSET_BEHIND_TLS_PROXY="true",
-    )
-    result = subprocess.run(
-        [str(VENV / "bin" / "python"), "-c", PROXY_FIX_PROBE, str(CONFIG)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    result = _superset_probe(PROXY_FIX_PROBE, cwd=tmp_path, SUPERSET_BEHIND_TLS_PROXY="true")
     assert result.returncode == 0, result.stderr[-2000:]
     # Port and prefix headers (which Caddy passes through from the client) are ignored.
     assert result.stdout.split() == ["https", "198.51.100.7", "superset.test", "prefix=", "True"]
