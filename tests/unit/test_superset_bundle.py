@@ -206,3 +206,14 @@ def test_normalise_round_trip_is_byte_identical(tmp_path):
     assert sorted(p.relative_to(copy) for p in copy.rglob("*.yaml")) == sorted(
         p.relative_to(BUNDLE) for p in BUNDLE.rglob("*.yaml")
     )
+
+
+def test_per_minute_chart_holds_a_retained_week_in_one_query():
+    """ORDER BY edits DESC LIMIT n keeps the n busiest minutes: n must cover every minute of a
+    7-day window (5 event types), and no series limit adds a second query for ~5 types."""
+    (chart,) = [c for c in CHARTS.values() if c["slice_name"] == "Edits per minute by type"]
+    week_of_minutes = 7 * 24 * 60 * 5
+    assert chart["params"]["time_grain_sqla"] == "PT1M"
+    assert chart["params"]["row_limit"] >= week_of_minutes
+    for query in chart["query_context"]["queries"]:
+        assert query["row_limit"] >= week_of_minutes and query["series_limit"] == 0
