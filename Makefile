@@ -88,6 +88,6 @@ fmt: $(VPY) ## format the code
 bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
 	STACK_SERVICES=kafka $(VPY) native/with_stack.py -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
 
-capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~60 min; REPLACES the datasource) -> docs/capacity.md
+capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~75 min; REPLACES the datasource) -> docs/capacity.md
 	$(VPY) -m pip install -q -e '.[bench]'
 	STACK_SERVICES="zookeeper kafka druid superset" $(VPY) native/with_stack.py -- $(VPY) -m benchmarks.capacity --report docs/capacity.md --json var/log/capacity.json $(CAPACITY_ARGS)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks import harness
 from benchmarks.capacity import generate, ingest
-from benchmarks.capacity.report import write_report
+from benchmarks.capacity.report import git_commit, write_report
 
 DATASOURCE = "wikimedia_recentchange"  # what the dashboard's dataset reads
 TOPIC = "capacity.recentchange.enriched"
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> dict:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rate": args.rate,
         "end": end.isoformat(),
+        "commit": git_commit(),
         "sizes": [],
     }
     druid = ingest.Ingestion(DATASOURCE, TOPIC)
