@@ -189,7 +189,6 @@ TALISMAN_CONFIG = {
     "force_https": False,
     "session_cookie_secure": False,
 }
-TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
 SESSION_COOKIE_SECURE = False
 SESSION_COOKIE_SAMESITE = "Lax"
 WTF_CSRF_ENABLED = True
@@ -271,11 +270,15 @@ if AbstractEventLogger is not None:
     class JsonEventLogger(AbstractEventLogger):
         """Superset's actions (chart data, dashboard views) as JSON log lines, not table rows."""
 
-        fields = ("action", "user_id", "dashboard_id", "slice_id", "duration_ms")
-
         def log(self, user_id, action, dashboard_id, duration_ms, slice_id, *args, **kwargs):
-            values = (action, user_id, dashboard_id, slice_id, duration_ms)
-            record = {"event": "superset_action", **dict(zip(self.fields, values))}
+            record = {
+                "event": "superset_action",
+                "action": action,
+                "user_id": user_id,
+                "dashboard_id": dashboard_id,
+                "slice_id": slice_id,
+                "duration_ms": duration_ms,
+            }
             logging.getLogger("superset.event").info(json.dumps(record, default=str))
 
     EVENT_LOGGER = JsonEventLogger()

@@ -31,7 +31,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def parse_docker_host(value: str) -> tuple[str, str | int]:
+def parse_docker_host(value: str) -> tuple[str, str]:
     """``unix:///path`` or ``tcp://host:port`` (Docker's DOCKER_HOST forms) -> (kind, target).
 
     ``kind`` is ``"unix"`` (target: the socket path) or ``"tcp"`` (target: ``host:port``). TLS
@@ -62,8 +62,8 @@ class DockerEngine:
         if host:
             kind, target = parse_docker_host(host)
             if kind == "tcp":
-                return cls(timeout=timeout, tcp=str(target))
-            return cls(str(target), timeout=timeout)
+                return cls(timeout=timeout, tcp=target)
+            return cls(target, timeout=timeout)
         return cls(environ.get("DOCKER_SOCKET", DEFAULT_SOCKET), timeout=timeout)
 
     @property

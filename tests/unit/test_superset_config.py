@@ -25,11 +25,12 @@ NATIVE = ROOT / "superset" / "native.sh"
 VENV = Path(os.environ.get("SUPERSET_VENV", ROOT / "var" / "superset-venv"))
 GOOD_KEY = "q7Yt2m9Lr4Wc8Zp1Xv6Nb3Hs5Jd0Kf7Ge2Ua9Ri4To6Py1"
 GOOD_PASSWORD = "Wq8-vN3r-Lp6z"
+STRONG = {"SUPERSET_SECRET_KEY": GOOD_KEY, "SUPERSET_ADMIN_PASSWORD": GOOD_PASSWORD}
 
 
 def load_config(monkeypatch: pytest.MonkeyPatch, **env: str | None):
     """Import the config module fresh with exactly these Superset variables set."""
-    for name in ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "SUPERSET_REDIS_URL"):
+    for name in (*STRONG, "SUPERSET_REDIS_URL", "SUPERSET_BEHIND_TLS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         if value is not None:
@@ -41,9 +42,7 @@ def load_config(monkeypatch: pytest.MonkeyPatch, **env: str | None):
 
 
 def test_loads_with_strong_secrets(monkeypatch):
-    config = load_config(
-        monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
-    )
+    config = load_config(monkeypatch, **STRONG)
     assert config.SECRET_KEY == GOOD_KEY
     assert set(config.LANGUAGES) == {"en", "ko"}
     assert config.SQLALCHEMY_DATABASE_URI.startswith("sqlite:///")
@@ -59,9 +58,7 @@ def test_loads_with_strong_secrets(monkeypatch):
 
 def test_chart_results_live_one_dashboard_refresh(monkeypatch):
     """Viewers in one refresh period share a result; the next refresh reads fresh data."""
-    config = load_config(
-        monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
-    )
+    config = load_config(monkeypatch, **STRONG)
     (dashboard,) = (ROOT / "superset" / "dashboards").glob("*/dashboards/*.yaml")
     refresh = yaml.safe_load(dashboard.read_text(encoding="utf-8"))["metadata"]["refresh_frequency"]
     assert config.DATA_CACHE_CONFIG["CACHE_DEFAULT_TIMEOUT"] == refresh
@@ -71,8 +68,7 @@ def test_chart_results_live_one_dashboard_refresh(monkeypatch):
 def test_redis_cache_when_configured(monkeypatch):
     config = load_config(
         monkeypatch,
-        SUPERSET_SECRET_KEY=GOOD_KEY,
-        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
+        **STRONG,
         SUPERSET_REDIS_URL="redis://superset-redis:6379/1",
     )
     assert config.CACHE_CONFIG["CACHE_TYPE"] == "RedisCache"
@@ -81,9 +77,7 @@ def test_redis_cache_when_configured(monkeypatch):
 
 def test_csp_allows_no_external_origin(monkeypatch):
     """Superset's default CSP lets the browser reach scarf.sh, map tiles and font CDNs."""
-    config = load_config(
-        monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
-    )
+    config = load_config(monkeypatch, **STRONG)
     assert config.TALISMAN_ENABLED
     for sources in config.TALISMAN_CONFIG["content_security_policy"].values():
         for source in [sources] if isinstance(sources, str) else sources:
@@ -115,9 +109,7 @@ def test_refuses_missing_or_placeholder_admin_password(monkeypatch, password):
 
 
 def test_refuses_values_published_in_env_example(monkeypatch, tmp_path):
-    config = load_config(
-        monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
-    )
+    config = load_config(monkeypatch, **STRONG)
     example = tmp_path / ".env.example"
     example.write_text(f"# sample\nSUPERSET_SECRET_KEY='{GOOD_KEY}'\nOTHER=1\n", encoding="utf-8")
     monkeypatch.setenv("SUPERSET_SECRET_KEY", GOOD_KEY)
@@ -130,9 +122,7 @@ def test_repo_env_example_values_are_refused(monkeypatch):
     example = ROOT / ".env.example"
     if not example.is_file():
         pytest.skip(".env.example not written yet")
-    config = load_config(
-        monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
-    )
+    config = load_config(monkeypatch, **STRONG)
     for line in example.read_text(encoding="utf-8").splitlines():
         name, _, value = line.partition("=")
         if name.strip() in ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD") and value.strip():
@@ -237,7 +227,7 @@ def test_native_run_binds_loopback_only(tmp_path):
 def _superset_probe(probe: str, cwd: Path | None = None, **env: str):
     """Run `probe` in the real Superset venv's Python with this config's path as argv[1]."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
-    clean.update(SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD, **env)
+    clean.update(**STRONG, **env)
     return subprocess.run(
         [str(VENV / "bin" / "python"), "-c", probe, str(CONFIG)],
         env=clean,
@@ -278,11 +268,9 @@ def test_superset_actions_are_json_log_lines_not_table_rows():
 
 
 def _tls_config(monkeypatch, value: str | None):
-    monkeypatch.delenv("SUPERSET_BEHIND_TLS_PROXY", raising=False)
     return load_config(
         monkeypatch,
-        SUPERSET_SECRET_KEY=GOOD_KEY,
-        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
+        **STRONG,
         SUPERSET_BEHIND_TLS_PROXY=value,
     )
 
@@ -385,8 +373,7 @@ def test_proxy_fix_config_is_werkzeugs(tmp_path):
 def test_real_start_with_invalid_tls_switch_exits_non_zero(tmp_path):
     result = _start_attempt(
         tmp_path,
-        SUPERSET_SECRET_KEY=GOOD_KEY,
-        SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD,
+        **STRONG,
         SUPERSET_BEHIND_TLS_PROXY="yes",
     )
     assert result.returncode == 78
