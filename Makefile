@@ -9,6 +9,11 @@ NATIVE  := $(VPY) native/nativectl.py
 # What `make up` starts: the whole pipeline. `make up SERVICES="kafka druid"` narrows it.
 PIPELINE := zookeeper kafka druid producer superset observability
 SERVICES ?= $(PIPELINE)
+# How many producer copies `make up` runs: 1, or 2 for a hot standby (`make up PRODUCERS=2` adds
+# the producer-standby service: one copy holds the Kafka lease and writes, the other takes over
+# in ~6-10 s when it dies; /health on :8095 and :8096 shows each one's `role`).
+PRODUCERS ?= 1
+UP_SERVICES := $(SERVICES) $(if $(and $(filter 2,$(PRODUCERS)),$(filter producer,$(SERVICES))),producer-standby)
 # Producer settings given on the command line (make up SSE_URL=file://...) reach the services.
 PASS_THROUGH := SSE_URL USER_AGENT_CONTACT REPLAY_SPEED REPLAY_AT_END WIKIDATA_API_URL DRUID_RETENTION_PERIOD
 $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval export $(v))))
@@ -28,12 +33,13 @@ $(VPY): pyproject.toml
 
 venv: $(VPY) ## create the virtualenv and install the project
 
-up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first run)
+up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first run); PRODUCERS=2 adds a hot-standby producer
 	@# A bad producer setting (e.g. a placeholder USER_AGENT_CONTACT) stops here, in one line,
 	@# not minutes later once Kafka, Druid and Superset are up.
+	@case "$(PRODUCERS)" in 1|2) ;; *) echo "make up: PRODUCERS must be 1 or 2 natively (got '$(PRODUCERS)')" >&2; exit 2;; esac
 	$(if $(filter producer,$(SERVICES)),$(VPY) -m producer --check-config)
 	@bash tools/exposure-check.sh --native
-	$(NATIVE) up $(SERVICES)
+	$(NATIVE) up $(UP_SERVICES)
 
 compose-up: ## docker compose up -d, after warning about ports opened beyond loopback (.env)
 	bash tools/exposure-check.sh .env

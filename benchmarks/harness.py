@@ -170,7 +170,6 @@ class ProducerProcess:
             "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
             "SSE_URL": sse_url,
             "HEALTH_PORT": "0",
-            "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
             "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
             **settings,
         }

@@ -107,7 +107,7 @@ def run_pipeline(
     topic = harness.new_topic_name(name)
     harness.create_topics(topic, f"{topic}.dlq")
     producer = harness.ProducerProcess(
-        workdir / topic,  # a fresh checkpoint: a second replay of the file must start over
+        workdir / topic,  # a new topic, so a new position: a second replay starts over
         topic,
         path.as_uri(),
         REPLAY_SPEED="fast",

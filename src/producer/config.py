@@ -196,13 +196,38 @@ class Settings(KafkaSettings):
         3600, ge=1, description="TTL of a cached 'entity not found'"
     )
 
-    # --- checkpoint, stats, logs ---
-    checkpoint_path: Path = Field(
-        Path("var/data/producer/checkpoint.json"), description="Where the last delivered SSE id is"
+    # --- position, transactions, standby ---
+    kafka_transactions: bool = Field(
+        True,
+        description="Write each batch of events, dead letters and the stream position in one "
+        "Kafka transaction: exactly once into Kafka and Druid. false: idempotent writes, the "
+        "position after them (at least once; for comparison)",
     )
-    checkpoint_interval_seconds: float = Field(
-        1.0, gt=0, description="How often the delivered position is persisted"
+    kafka_position_topic: str = Field(
+        "wikistreams.producer.position",
+        description="Compacted single-partition topic holding each stream's resume position",
     )
+    kafka_lease_topic: str = Field(
+        "wikistreams.producer.lease",
+        description="Single-partition topic whose consumer-group owner is the active producer",
+    )
+    commit_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Longest a transaction stays open: events become visible to Druid (which "
+        "reads committed records only) at most this late. 1 s measured in docs/benchmarks.md",
+    )
+    commit_max_events: int = Field(
+        5000, ge=1, description="Commit sooner once a transaction holds this many events"
+    )
+    lease_session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="How long a silent active producer keeps the lease before a standby takes "
+        "over (Kafka's session.timeout.ms; brokers accept 6000 and up by default)",
+    )
+
+    # --- stats, logs ---
     stats_interval_seconds: float = Field(10.0, gt=0, description="Period of the 'stats' log line")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     health_bind: str = Field("127.0.0.1", description="Address of the /health endpoint")

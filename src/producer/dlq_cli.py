@@ -13,12 +13,13 @@ import threading
 from typing import Annotated
 
 import typer
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from producer.config import KafkaSettings, load_settings
 from producer.health import Heartbeat
 from producer.logs import configure_logging
-from producer.main import build_pipeline, prepare_kafka
+from producer.main import build_pipeline, build_sink, prepare_kafka
+from producer.position import StreamIdentity
 from producer.sink import decode_headers
 from producer.source import RawEvent
 
@@ -33,6 +34,9 @@ def _consumer(bootstrap: str, group: str | None) -> Consumer:
             "group.id": group or "wikistreams-dlq-list",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # The end of a partition is where committed records stop: transaction markers
+            # take offsets too, so "offset + 1 == high watermark" may never be seen.
+            "enable.partition.eof": True,
         }
     )
 
@@ -58,9 +62,16 @@ def _records(consumer: Consumer, topic: str, from_committed: bool):
         msg = consumer.poll(10.0)
         if msg is None:
             raise typer.BadParameter(f"no record from {topic} within 10 s; is Kafka up?")
-        if msg.error():
-            raise typer.BadParameter(str(msg.error()))
-        if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+        error = msg.error()
+        if error is not None and error.code() == KafkaError._PARTITION_EOF:
+            ends.pop(msg.partition(), None)
+            continue
+        if error is not None:
+            raise typer.BadParameter(str(error))
+        if msg.offset() >= ends.get(msg.partition(), 0):  # written after we started
+            ends.pop(msg.partition(), None)
+            continue
+        if msg.offset() + 1 >= ends[msg.partition()]:
             ends.pop(msg.partition(), None)
         yield msg
 
@@ -129,10 +140,11 @@ def replay(
     heartbeat = Heartbeat()
     if not prepare_kafka(settings, stop, heartbeat):
         raise typer.Exit(1)
-    # Replays are not stream positions: keep them out of the live producer's checkpoint.
-    pipeline = build_pipeline(
-        settings, heartbeat, checkpoint_path=settings.checkpoint_path.with_suffix(".replay.json")
-    )
+    # A stream of its own: its own transactional id (never fencing the live producer) and
+    # position key (replays are not positions of the live stream).
+    sink = build_sink(settings, StreamIdentity.of(settings.kafka_topic, f"replay:{group}"))
+    sink.start()
+    pipeline = build_pipeline(settings, sink, heartbeat)
     consumer = _consumer(settings.kafka_bootstrap_servers, group)
     source = DeadLetterSource(consumer, settings.kafka_dlq_topic)
     code = pipeline.run(source, stop)

@@ -1,7 +1,8 @@
 """Entry point: wires settings to the stages and runs the pipeline until told to stop.
 
-SIGTERM and SIGINT stop reading, publish what is batched, wait for Kafka, persist the checkpoint
-and exit 0; a second signal exits at once (the checkpoint still holds, so nothing is lost).
+SIGTERM and SIGINT stop reading, publish what is batched, commit it with the position and exit 0;
+a second signal exits at once (the open transaction is rolled back, so nothing is lost or
+doubled). Several copies may run: one is active, the others wait as hot standbys (see `serve`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,25 @@ import sys
 import threading
 
 import structlog
+from confluent_kafka import KafkaException
 
 from producer.cache import open_cache
-from producer.checkpoint import CheckpointStore
 from producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
 from producer.enrich import LabelWorkers, make_breaker
 from producer.health import Heartbeat, serve_health
 from producer.logs import configure_logging
-from producer.pipeline import Pipeline
-from producer.sink import KafkaSink, ensure_topics, producer_config, wait_for_kafka
+from producer.lease import KafkaLease
+from producer.pipeline import Outcome, Pipeline
+from producer.position import (
+    LEASE_TOPIC_CONFIG,
+    POSITION_TOPIC_CONFIG,
+    Position,
+    PositionError,
+    StreamIdentity,
+    read_position,
+    this_producer,
+)
+from producer.sink import KafkaSink, SameConfig, ensure_topics, producer_config, wait_for_kafka
 from producer.source import open_source
 from producer.wikidata import WikidataClient
 
@@ -64,32 +75,158 @@ def prepare_kafka(settings: Settings, stop: threading.Event, heartbeat: Heartbea
         settings.kafka_topic_partitions,
         settings.kafka_topic_replication,
     )
+    for topic, config in (
+        (settings.kafka_position_topic, POSITION_TOPIC_CONFIG),
+        (settings.kafka_lease_topic, LEASE_TOPIC_CONFIG),
+    ):
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [topic],
+            1,
+            settings.kafka_topic_replication,
+            retention=SameConfig(config),
+        )
     heartbeat.problems.pop("kafka", None)
     heartbeat.beat(kafka_state="ok")
     return True
 
 
-def build_pipeline(
-    settings: Settings, heartbeat: Heartbeat | None = None, checkpoint_path=None
-) -> Pipeline:
-    sink = KafkaSink(
-        producer_config(
-            settings.kafka_bootstrap_servers, settings.kafka_compression, settings.kafka_linger_ms
-        ),
+def stream_identity(settings: Settings) -> StreamIdentity:
+    return StreamIdentity.of(settings.kafka_topic, settings.sse_url)
+
+
+def build_sink(settings: Settings, identity: StreamIdentity) -> KafkaSink:
+    """The Kafka producer of one stream; call `start()` before writing (it fences older copies)."""
+    config = producer_config(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_compression,
+        settings.kafka_linger_ms,
+        identity.transactional_id if settings.kafka_transactions else None,
+    )
+    return KafkaSink(
+        config,
         settings.kafka_topic,
         settings.kafka_dlq_topic,
+        settings.kafka_position_topic,
+        identity.key,
     )
+
+
+def build_pipeline(
+    settings: Settings,
+    sink: KafkaSink,
+    heartbeat: Heartbeat | None = None,
+    resume: Position | None = None,
+    lease: KafkaLease | None = None,
+) -> Pipeline:
     return Pipeline(
         sink,
-        CheckpointStore(checkpoint_path or settings.checkpoint_path),
         source_name=settings.sse_url,
         dedupe_window=settings.dedupe_window,
         workers=build_label_workers(settings),
         enrich_max_delay=settings.enrich_max_delay_seconds,
-        checkpoint_interval=settings.checkpoint_interval_seconds,
+        commit_interval=settings.commit_interval_seconds,
+        commit_max_events=settings.commit_max_events,
         stats_interval=settings.stats_interval_seconds,
         heartbeat=heartbeat,
+        resume=resume,
+        lease=lease,
     )
+
+
+def run_active(
+    settings: Settings, stop: threading.Event, heartbeat: Heartbeat, lease: KafkaLease
+) -> Outcome:
+    """One term as the active copy: fence, read the committed position, stream from it.
+
+    Ends when `stop` is set, the source ends, the lease is lost or Kafka rolls the transaction
+    back; the caller decides what comes next from the outcome.
+    """
+    identity = stream_identity(settings)
+    run_stop = threading.Event()  # this term only: set by `stop` or by losing the lease
+
+    def watch() -> None:
+        while not run_stop.wait(0.1):
+            if stop.is_set() or not lease.held:
+                run_stop.set()
+
+    threading.Thread(target=watch, daemon=True, name="term").start()
+    sink = build_sink(settings, identity)
+    try:
+        sink.start()  # from here on, no older copy can commit
+    except KafkaException as exc:
+        log.error("transactions_init_failed", error=str(exc)[:300])
+        return Outcome.REWIND
+    resume = read_position(
+        settings.kafka_bootstrap_servers, settings.kafka_position_topic, identity.key
+    )
+    last_event_id = resume.last_event_id if resume else None
+    log.info(
+        "active",
+        stream=identity.key,
+        transactional_id=identity.transactional_id if sink.transactional else None,
+        last_event_id=last_event_id,
+        previous_producer=resume.producer if resume else None,
+        position_committed_at=(
+            resume.committed_at.isoformat() if resume and resume.committed_at else None
+        ),
+        takeover=bool(resume and resume.producer != this_producer()),
+    )
+    heartbeat.beat(role="active", lease=lease.state)
+    pipeline = build_pipeline(settings, sink, heartbeat, resume, lease)
+    source = open_source(
+        settings.sse_url,
+        settings.user_agent,
+        last_event_id,
+        run_stop,
+        speed=settings.replay_speed,
+        connect_timeout=settings.sse_connect_timeout_seconds,
+        read_timeout=settings.sse_read_timeout_seconds,
+        backoff_cap=settings.reconnect_backoff_max_seconds,
+        max_frame_bytes=settings.sse_max_frame_bytes,
+        wait_at_end=settings.replay_at_end == "wait",
+    )
+    try:
+        return pipeline.run(source, run_stop)
+    finally:
+        run_stop.set()
+
+
+def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> int:
+    """Standby until this copy holds the lease, active until it ends; again after a rewind or
+    a step-down. Returns the exit code once the stream ends, fails or `stop` is set."""
+    identity = stream_identity(settings)
+    lease = KafkaLease(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_lease_topic,
+        identity.lease_group,
+        settings.lease_session_timeout_ms,
+    ).start()
+    rewinds = 0
+    try:
+        while not stop.is_set():
+            heartbeat.beat(role="standby", lease=lease.state)
+            log.info("standby", stream=identity.key, lease_group=identity.lease_group)
+            if not lease.wait(stop, lambda: heartbeat.beat(role="standby", lease=lease.state)):
+                break
+            try:
+                outcome = run_active(settings, stop, heartbeat, lease)
+            except PositionError as err:  # guessing a position would skip or repeat events
+                print(f"wikistreams-producer: {err}", file=sys.stderr)
+                return 2
+            if outcome in (Outcome.OK, Outcome.FAILED):
+                return int(outcome)
+            if outcome is Outcome.REWIND:
+                rewinds += 1
+                delay = min(30.0, 0.5 * 2**rewinds)
+                log.warning("rewinding", rewinds=rewinds, retry_in_seconds=delay)
+                stop.wait(delay)
+            else:
+                rewinds = 0
+                log.warning("stepped_down", lease=lease.state)
+        return 0
+    finally:
+        lease.close()
 
 
 SHUTDOWN_LIMIT_SECONDS = 45.0
@@ -136,42 +273,22 @@ def run(argv: list[str] | None = None) -> None:
         serve_health(heartbeat, settings.health_bind, settings.health_port)
     if not prepare_kafka(settings, stop, heartbeat):
         sys.exit(0)
-    pipeline = build_pipeline(settings, heartbeat)
-    try:
-        last_event_id = pipeline.checkpoints.load()
-        pipeline.recent.remember(pipeline.checkpoints.load_delivered_ids())
-    except (ValueError, OSError) as err:  # guessing a position would skip or repeat events
-        print(f"wikistreams-producer: {err}", file=sys.stderr)
-        sys.exit(2)
     # Every event allocates a few short-lived objects; with the default threshold (700) the
     # collector runs every ~100 events and rescans the long-lived ones. Freeze what start-up
     # built and collect the young generation less often (measured in docs/benchmarks.md).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    source = open_source(
-        settings.sse_url,
-        settings.user_agent,
-        last_event_id,
-        stop,
-        speed=settings.replay_speed,
-        connect_timeout=settings.sse_connect_timeout_seconds,
-        read_timeout=settings.sse_read_timeout_seconds,
-        backoff_cap=settings.reconnect_backoff_max_seconds,
-        max_frame_bytes=settings.sse_max_frame_bytes,
-        wait_at_end=settings.replay_at_end == "wait",
-    )
-    log.info("resuming", last_event_id=last_event_id, source=settings.sse_url)
     # A source that cannot go on (e.g. StreamRejected: 403 on the User-Agent) ends the run with
-    # a `source_failed` error line and exit code 1, after delivering what was read.
+    # a `source_failed` error line and exit code 1, after committing what was read.
     # Shutdown is bounded: if stopping ever takes longer (a bug), every thread's stack is
-    # written to stderr and the process exits; what was delivered is in the checkpoint.
+    # written to stderr and the process exits; what was committed is in Kafka.
     stop_watchdog = threading.Thread(
         target=_shutdown_watchdog, args=(stop, SHUTDOWN_LIMIT_SECONDS), daemon=True
     )
     stop_watchdog.start()
-    code = pipeline.run(source, stop)
-    # Everything is delivered and the position saved: leave now. Interpreter teardown would
-    # wait on daemon threads blocked in network calls and on librdkafka's destructor.
+    code = serve(settings, stop, heartbeat)
+    # Everything is committed: leave now. Interpreter teardown would wait on daemon threads
+    # blocked in network calls and on librdkafka's destructor.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -6,10 +6,12 @@ network read instead of growing memory). The enrichment workers' answers bypass 
 (a deque read at every batch), so a backlog of frames never makes labels late.
 Nothing on this thread waits for the network except `produce()` when Kafka's own queue is full.
 
-Every frame gets a sequence number and is finished exactly once: delivered, dead-lettered or
-dropped on purpose. Whatever goes wrong with one frame (bad bytes, a bug, a record too big for
-Kafka) dead-letters that frame with its stage and reason, and the stream goes on. The checkpoint
-only ever moves over a contiguous run of finished frames.
+Every frame gets a sequence number and is finished exactly once: handed to Kafka, dead-lettered
+or dropped on purpose. Whatever goes wrong with one frame (bad bytes, a bug, a record too big for
+Kafka) dead-letters that frame with its stage and reason, and the stream goes on. Every commit
+interval (or `commit_max_events`) the open Kafka transaction is committed together with the
+position record (`producer.position`): the watermark over a contiguous run of finished frames
+plus the ids finished beyond it. A crash at any point resumes from the last commit, exactly.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
+from enum import IntEnum
+from typing import NamedTuple, Protocol
 
 import structlog
+from confluent_kafka import KafkaError
 
 from producer.cache import CachedLabels
-from producer.checkpoint import CheckpointStore, DeliveryTracker
 from producer.decode import StageError, decode_event
 from producer.dedupe import RecentIds
 from producer.enrich import Answer, Enricher, LabelWorkers
@@ -38,16 +41,46 @@ from producer.events import (
     enriched_record,
 )
 from producer.health import Heartbeat
-from producer.sink import KafkaSink, RecordTooLarge, dead_letter_headers, oversize_stub
+from producer.position import DeliveryTracker, Position, new_position
+from producer.sink import (
+    Fenced,
+    KafkaSink,
+    RecordTooLarge,
+    TransactionAborted,
+    dead_letter_headers,
+    oversize_stub,
+)
 from producer.source import RawEvent
 from producer.stats import Stats
 
 log = structlog.get_logger("producer.pipeline")
 
 IDLE_POLL_SECONDS = 0.1
-# Inbox items handled between two rounds of housekeeping (Kafka poll, expiry, checkpoint).
+# Inbox items handled between two rounds of housekeeping (Kafka poll, expiry, commit).
 BATCH = 500
-CHECKPOINT_RETRY_MAX_SECONDS = 60.0
+# Ids of the newest events kept in every position record besides those beyond the watermark: a
+# timestamp resume (EventStreams' ids) replays the events of the watermark's last instant.
+POSITION_RECENT_IDS = 500
+
+
+# Delivery reports of records an abort took back: not failures, the batch is read again.
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+
+
+class Outcome(IntEnum):
+    """How a run ended; also the process exit code of a producer that stops there."""
+
+    OK = 0
+    FAILED = 1
+    REWIND = 75  # the transaction was aborted: start again from the committed position
+    STEPPED_DOWN = 76  # fenced or lease lost: another copy is active now
+
+
+class Lease(Protocol):
+    """Whether this copy may still write (see `producer.lease`)."""
+
+    @property
+    def held(self) -> bool: ...
 
 
 class _End:
@@ -69,7 +102,7 @@ class _SourceFailed:
 
 
 class _InFlight(NamedTuple):
-    """One frame on its way: its sequence number (for the checkpoint) and its bytes."""
+    """One frame on its way: its sequence number (for the position) and its bytes."""
 
     seq: int
     raw: RawEvent
@@ -79,39 +112,51 @@ class Pipeline:
     def __init__(
         self,
         sink: KafkaSink,
-        checkpoints: CheckpointStore,
         source_name: str,
         dedupe_window: int,
         workers: LabelWorkers | None = None,
         enrich_max_delay: float = 2.0,
-        checkpoint_interval: float = 1.0,
+        commit_interval: float = 1.0,
+        commit_max_events: int = 5000,
         stats_interval: float = 10.0,
         queue_size: int = 2000,
         heartbeat: Heartbeat | None = None,
+        resume: Position | None = None,
+        lease: Lease | None = None,
     ) -> None:
+        """`resume`: the committed position this run starts from (its ids are dropped as
+        already published); `lease`: checked before every commit, None when always active."""
         self.sink = sink
-        self.checkpoints = checkpoints
         self.source_name = source_name
         self.enricher = Enricher(workers, self._publish, enrich_max_delay)
-        self.tracker = DeliveryTracker()
+        self.tracker = DeliveryTracker(position=resume.last_event_id if resume else None)
         self.recent = RecentIds(dedupe_window)
-        # Delivered ids persisted with the checkpoint (see CheckpointStore), newest last.
-        self.delivered_ids: deque[str] = deque(maxlen=min(dedupe_window, 2000))
+        self.recent.remember(resume.ids if resume else ())
+        # The newest published ids, written with every position (see POSITION_RECENT_IDS).
+        self.published_ids: deque[str] = deque(maxlen=min(dedupe_window, POSITION_RECENT_IDS))
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
+        self.lease = lease
         self._enrich_max_delay = enrich_max_delay
-        self._checkpoint_interval = checkpoint_interval
+        self._commit_interval = commit_interval
+        self._commit_max_events = commit_max_events
         self._stats_interval = stats_interval
         self._queue_size = queue_size
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         # Enrichment answers skip the queue of frames: during a backlog the inbox holds up to
         # `queue_size` frames, and an answer behind them would arrive after its events' deadline.
         self._answers: deque[Answer] = deque()
-        self._saved_position: str | None = None
-        self._saved_at = time.monotonic()
-        self._next_save = 0.0
-        self._save_failures = 0
+        self._committed_position = self.tracker.position
+        self._committed_at = time.monotonic()
+        self._next_commit = self._committed_at + commit_interval
+        self._uncommitted = 0  # frames finished since the last commit
+        self._commits = 0
+        self._next_stats = 0.0
+        self._commit_seconds_max = 0.0
         self._failed: str | None = None
+        self._outcome = Outcome.OK
+        self._rollback = False  # end without committing (see `_fail`)
+        self._is_fenced = False
         self._source: Iterable[RawEvent] | None = None
 
     # --- running ---------------------------------------------------------------------------
@@ -119,7 +164,7 @@ class Pipeline:
     def run(self, source: Iterable[RawEvent], stop: threading.Event) -> int:
         """Consume `source` until it ends or `stop` is set; returns a process exit code."""
         self._source = source
-        self.sink.on_wait = self._beat
+        self.sink.on_wait = self._waiting
         if self.enricher.workers is not None:
             started = time.monotonic()
             warmed = self.enricher.warm_up()
@@ -128,15 +173,23 @@ class Pipeline:
         reader = threading.Thread(target=self._read, args=(source, stop), daemon=True)
         reader.start()
         threading.Thread(target=self._wake_on, args=(stop,), daemon=True, name="wake").start()
-        next_stats = time.monotonic() + self._stats_interval
+        self._next_stats = time.monotonic() + self._stats_interval
         while not stop.is_set() and self._failed is None:
             if not self._handle_inbox():
                 break
             self._housekeeping()
-            if time.monotonic() >= next_stats:
-                self.log_stats()
-                next_stats = time.monotonic() + self._stats_interval
+            self._maybe_log_stats()
         return self.close()
+
+    def _waiting(self) -> None:
+        """While a produce or commit waits for Kafka: keep /health and the stats line going."""
+        self._beat()
+        self._maybe_log_stats()
+
+    def _maybe_log_stats(self) -> None:
+        if time.monotonic() >= self._next_stats:
+            self.log_stats()
+            self._next_stats = time.monotonic() + self._stats_interval
 
     def _deliver_answer(self, answer: Answer) -> None:
         """Called by the enrichment workers: keep the answer, wake the loop if it is idle."""
@@ -185,6 +238,7 @@ class Pipeline:
                 pass
             else:
                 self._failed = f"source failed: {type(item.error).__name__}: {item.error}"
+                self._outcome = Outcome.FAILED
                 log.error(
                     "source_failed", error_class=type(item.error).__name__, error=str(item.error)
                 )
@@ -200,27 +254,43 @@ class Pipeline:
     def _housekeeping(self) -> None:
         self._take_answers()
         self.enricher.expire()
-        self.sink.poll(0)
-        self._maybe_checkpoint()
+        self._poll()
+        self._maybe_commit()
         self._beat()
 
-    def close(self) -> int:
-        """Let parked events leave, wait for Kafka, persist the position. 0 if all is well."""
+    def close(self) -> Outcome:
+        """Let parked events leave, commit them with the position, wait for Kafka.
+
+        After a failed run (aborted transaction, fenced, lease lost) nothing more is committed:
+        the open transaction is rolled back and the next active run resumes from the position.
+        """
         started = time.monotonic()
-        deadline = started + self._enrich_max_delay
-        while len(self.enricher) and time.monotonic() < deadline:
-            try:
-                self._inbox.get(timeout=0.05)
-            except queue.Empty:
-                pass
-            self._take_answers()
-            self.enricher.expire()
-            self.sink.poll(0)
-        self.enricher.release_all()
+        if not self._rollback:
+            deadline = started + self._enrich_max_delay
+            while len(self.enricher) and time.monotonic() < deadline and not self._rollback:
+                try:
+                    self._inbox.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+                self._take_answers()
+                self.enricher.expire()
+                self._poll()
+            if not self._rollback:
+                self.enricher.release_all()
         if self.enricher.workers is not None:
             self.enricher.workers.stop()
-        undelivered = self.sink.flush(30.0)
-        self._maybe_checkpoint(force=True)
+        if not self._rollback:
+            self._maybe_commit(force=True)
+        if self._rollback:
+            if not self._is_fenced:  # a fenced producer may not even abort: the new one did
+                self.sink.abort()
+            undelivered = 0
+        else:
+            try:
+                undelivered = self.sink.flush(30.0)
+            except Fenced as exc:  # only without transactions: nothing committed is at risk
+                self._fenced(exc)
+                undelivered = 0
         self.log_stats()
         log.info(
             "shutdown",
@@ -228,11 +298,14 @@ class Pipeline:
             total_events_out=self.stats.totals["events_out"],
             total_dlq=self.stats.totals["dlq"],
             undelivered=undelivered,
-            checkpoint=self.tracker.position,
+            checkpoint=self._committed_position,
+            outcome=self._outcome.name.lower(),
             error=self._failed,
             shutdown_seconds=round(time.monotonic() - started, 3),
         )
-        return 1 if (self._failed or undelivered) else 0
+        if undelivered and self._outcome is Outcome.OK:
+            return Outcome.FAILED
+        return self._outcome
 
     # --- stages ------------------------------------------------------------------------------
 
@@ -271,25 +344,42 @@ class Pipeline:
             self.sink.publish(f"{change.wiki}:{change.title}", value, on_delivery)
         except RecordTooLarge as exc:
             self.dead_letter(flight, StageError("produce", "RecordTooLarge", str(exc)))
+        except Fenced as exc:
+            self._fenced(exc)
         except Exception as exc:  # noqa: BLE001
             self._internal_error(flight, exc)
+        else:
+            # Handed over: the next commit makes it visible with a position that covers it.
+            self.tracker.done(flight.seq, change.meta.id)
+            self.published_ids.append(change.meta.id)
+            self._uncommitted += 1
 
     def _delivered(self, flight: _InFlight, event_type: str, meta: Meta, err, _msg) -> None:
         if err is None:
             self.stats.delivered(event_type, meta.dt)
-            self.delivered_ids.append(meta.id)
-            self.tracker.done(flight.seq)
             if self.sink.state != "ok":
                 self.sink.reachable()
             return
+        if err.code() in _PURGED:  # our own abort (rollback) took it back: expected, quiet
+            return
         self.stats.add("delivery_errors")
-        log.error("delivery_failed", error=str(err), topic=self.sink.topic)
-        self.dead_letter(flight, StageError("produce", "KafkaError", str(err)))
+        log.error("delivery_failed", error=str(err), topic=self.sink.topic, event_id=meta.id)
+        if not self.sink.transactional:
+            # Already counted as finished: flushed before the position that covers it.
+            self.dead_letter(flight, StageError("produce", "KafkaError", str(err)), finish=False)
+        # In a transaction the failed record makes the commit fail: the whole batch is rolled
+        # back and read again from the committed position (Outcome.REWIND).
 
     def dead_letter(
-        self, flight: _InFlight, err: StageError, extra: dict[str, str] | None = None
+        self,
+        flight: _InFlight,
+        err: StageError,
+        extra: dict[str, str] | None = None,
+        finish: bool = True,
     ) -> None:
-        """Send the frame's original bytes to the dead-letter topic with the reason."""
+        """Send the frame's original bytes to the dead-letter topic with the reason.
+
+        `finish=False` for a frame already counted as finished (a failed delivery)."""
         value, stub = oversize_stub(flight.raw.data)
         log.warning(
             "dead_letter",
@@ -307,16 +397,22 @@ class Pipeline:
             extra={**stub, **(extra or {})},
         )
         try:
-            self.sink.dead_letter(value, headers, partial(self._dead_lettered, flight))
+            self.sink.dead_letter(value, headers, self._dead_lettered)
+        except Fenced as exc:
+            self._fenced(exc)
+            return
         except Exception as exc:  # noqa: BLE001 - neither topic takes it: stop, replay later
             self._fail(f"dead-letter produce failed: {type(exc).__name__}: {exc}")
+            return
+        if finish:
+            self.tracker.done(flight.seq)
+            self._uncommitted += 1
 
-    def _dead_lettered(self, flight: _InFlight, err, _msg) -> None:
+    def _dead_lettered(self, err, _msg) -> None:
         if err is None:
             self.stats.add("dlq")
-            self.tracker.done(flight.seq)
-        else:
-            # Neither topic took it: stop here, so a restart replays it from the checkpoint.
+        elif not self.sink.transactional:
+            # Neither topic took it: stop before a position covers it; a restart replays it.
             self._fail(f"dead-letter delivery failed: {err}")
 
     def _dead_letter_oversize_frame(self, flight: _InFlight) -> None:
@@ -340,44 +436,61 @@ class Pipeline:
         self.stats.add(counter)
         self.tracker.done(flight.seq)
 
-    def _fail(self, reason: str) -> None:
-        self._failed = reason
-        log.error("pipeline_failed", error=reason, topic=self.sink.dlq_topic)
+    def _fail(self, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
+        """End the run without committing what the open transaction holds."""
+        if self._failed is None:
+            self._failed, self._outcome, self._rollback = reason, outcome, True
+        log.error("pipeline_failed", error=reason, outcome=outcome.name.lower())
+
+    def _fenced(self, exc: Exception) -> None:
+        self._is_fenced = True
+        self._fail(f"fenced by a newer copy of this producer: {exc}", Outcome.STEPPED_DOWN)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
-    def _maybe_checkpoint(self, force: bool = False) -> None:
-        """Persist the position; a failed save (full disk) is retried, never fatal."""
-        position = self.tracker.position
-        if position is None or position == self._saved_position:
-            return
+    def _maybe_commit(self, force: bool = False) -> None:
+        """Commit the open transaction with the position, on the interval or event count.
+
+        A commit waits for Kafka (the heartbeat goes on meanwhile); while the broker is away it
+        retries, and `checkpoint_age_seconds` grows. What cannot be committed ends the run.
+        """
         now = time.monotonic()
-        if not force and now < self._next_save:
+        if not force and now < self._next_commit and self._uncommitted < self._commit_max_events:
             return
+        self._next_commit = now + self._commit_interval
+        position = self.tracker.position
+        if not self._uncommitted and position == self._committed_position:
+            return
+        if self.lease is not None and not self.lease.held:
+            self._fail("lease lost: another copy of this producer is active", Outcome.STEPPED_DOWN)
+            return
+        ids = list(dict.fromkeys([*self.published_ids, *self.tracker.beyond_ids()]))
         try:
-            self.checkpoints.save(position, list(self.delivered_ids))
-        except Exception as exc:  # noqa: BLE001 - OSError, CheckpointError: all retried
-            self._save_failures += 1
-            retry_in = min(
-                CHECKPOINT_RETRY_MAX_SECONDS, self._checkpoint_interval * 2**self._save_failures
-            )
-            self._next_save = now + retry_in
-            self.heartbeat.problems["checkpoint"] = f"{type(exc).__name__}: {exc}"[:300]
-            log.error(
-                "checkpoint_save_failed",
-                error_class=type(exc).__name__,
-                error=str(exc)[:300],
-                failures=self._save_failures,
-                retry_in_seconds=retry_in,
-            )
+            self.sink.commit(new_position(position, ids).encode())
+        except Fenced as exc:
+            self._fenced(exc)
             return
-        if self._save_failures:
-            log.info("checkpoint_save_recovered", failures=self._save_failures)
-            self._save_failures = 0
-            self.heartbeat.problems.pop("checkpoint", None)
-        self._saved_position = position
-        self._saved_at = now
-        self._next_save = now + self._checkpoint_interval
+        except TransactionAborted as exc:
+            self._fail(f"transaction aborted: {exc}", Outcome.REWIND)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a non-retriable KafkaException
+            self._fail(f"commit failed: {type(exc).__name__}: {exc}", Outcome.REWIND)
+            return
+        finished = time.monotonic()
+        self._commits += 1
+        self._commit_seconds_max = max(self._commit_seconds_max, finished - now)
+        self._committed_position = position
+        self._committed_at = finished
+        self._uncommitted = 0
+
+    def _poll(self) -> None:
+        """Serve Kafka's delivery reports; a fenced or aborted producer ends the run."""
+        try:
+            self.sink.poll(0)
+        except Fenced as exc:
+            self._fenced(exc)
+        except TransactionAborted as exc:
+            self._fail(f"transaction aborted: {exc}", Outcome.REWIND)
 
     def _beat(self) -> None:
         problems = self.heartbeat.problems
@@ -385,6 +498,10 @@ class Pipeline:
             problems["kafka"] = f"Kafka {self.sink.state}"
         else:
             problems.pop("kafka", None)
+        if self.sink.commit_retries:
+            problems["checkpoint"] = f"commit waiting for Kafka ({self.sink.commit_retries} tries)"
+        else:
+            problems.pop("checkpoint", None)
         self.heartbeat.beat(
             source_state=getattr(self._source, "state", None),
             kafka_state=self.sink.state,
@@ -401,10 +518,14 @@ class Pipeline:
             "kafka_state": self.sink.state,
             "kafka_unreachable": int(self.sink.state != "ok"),
             "in_flight": self.tracker.in_flight,
-            "checkpoint_age_seconds": round(time.monotonic() - self._saved_at, 3),
-            "checkpoint": self._saved_position,
-            "checkpoint_failures": self._save_failures,
+            "checkpoint_age_seconds": round(time.monotonic() - self._committed_at, 3),
+            "checkpoint": self._committed_position,
+            "checkpoint_failures": self.sink.commit_retries,
+            "transactional": self.sink.transactional,
+            "commits": self._commits,
+            "commit_seconds_max": round(self._commit_seconds_max, 3),
         }
+        self._commit_seconds_max = 0.0
         line = self.stats.report(extra)
         keys = ("source_state", "total_events_out", "event_lag_seconds", "breaker_state")
         self.heartbeat.beat(**{k: line[k] for k in keys})

@@ -1,12 +1,17 @@
-"""Kafka sink: the enriched topic and the dead-letter topic, through one idempotent producer.
+"""Kafka sink: the enriched, dead-letter and position topics, through one producer.
 
-librdkafka does not enable idempotence by default; with it on (acks=all, at most 5 requests in
-flight) retries can neither duplicate nor reorder messages within a partition. Delivery reports
-arrive only inside `poll()`/`flush()`, and they are what moves the checkpoint.
+By default the producer is transactional (`transactional.id` per stream): the events, dead
+letters and the position record of one commit interval become visible together, or, if the
+transaction aborts, never; readers with `read_committed` (Druid's Kafka supervisor) see each
+event once. Starting a transaction with the stream's id fences every older copy of the producer:
+its next write fails with a fatal error (`Fenced`) and it steps down. Without transactions the
+producer is idempotent and a commit is "flush, then write the position" (at least once).
 
-Kafka being away is a state, not an error: records wait in librdkafka's bounded queue with no
-delivery timeout, `produce()` blocks when that queue is full (which pushes back on the stream
-read), and the sink reports `kafka_state` for /health and the logs until the broker returns.
+Kafka being away is a state, not an error: records wait in librdkafka's bounded queue,
+`produce()` blocks when that queue is full (which pushes back on the stream read), a commit
+retries, and the sink reports `kafka_state` for /health and the logs until the broker returns.
+A transaction the broker gave up on (longer than `transaction.timeout.ms`) is aborted and
+`TransactionAborted` tells the caller to resume from the last committed position.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime, timezone
 
 import structlog
@@ -51,8 +57,25 @@ class RecordTooLarge(ValueError):
         self.size = size
 
 
-def producer_config(bootstrap: str, compression: str, linger_ms: int) -> dict:
-    return {
+# How long the broker keeps a transaction open without a commit before aborting it itself. Also
+# the delivery deadline of a transactional record: a broker away longer aborts the batch, and the
+# producer resumes from the committed position.
+TRANSACTION_TIMEOUT_MS = 60_000
+COMMIT_POLL_SECONDS = 1.0
+
+
+class TransactionAborted(RuntimeError):
+    """The open transaction was rolled back: nothing of it is visible. Resume from the position."""
+
+
+class Fenced(RuntimeError):
+    """A newer copy of this producer started a transaction with our id: never write again."""
+
+
+def producer_config(
+    bootstrap: str, compression: str, linger_ms: int, transactional_id: str | None = None
+) -> dict:
+    config = {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -65,6 +88,12 @@ def producer_config(bootstrap: str, compression: str, linger_ms: int) -> dict:
         "message.max.bytes": MAX_RECORD_BYTES,
         "client.id": "wikistreams-producer",
     }
+    if transactional_id:
+        # librdkafka bounds the delivery deadline by the transaction's (it must not exceed it).
+        del config["message.timeout.ms"]
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
+    return config
 
 
 def wait_for_kafka(
@@ -107,9 +136,8 @@ class TopicRetention:
     """`retention.ms` and `retention.bytes` (per partition) of the pipeline's topics.
 
     The dead-letter topic keeps its own, longer retention (people inspect it); every other topic
-    ensured here (the enriched topic, a test's topic) keeps the enriched topic's. The project has
-    no state topics: the checkpoint is a file, the label cache SQLite or Redis, and consumer
-    group offsets live in Kafka's internal `__consumer_offsets`.
+    ensured here (the enriched topic, a test's topic) keeps the enriched topic's. The producer's
+    state topics (position, lease) are compacted instead: see `producer.position`.
     """
 
     retention_ms: int
@@ -139,6 +167,22 @@ class TopicRetention:
         return {"retention.ms": str(ms), "retention.bytes": str(size)}
 
 
+class TopicConfigs(Protocol):
+    """What `ensure_topics` asks of its configs: the topic-level configs a topic must carry."""
+
+    def config(self, topic: str) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class SameConfig:
+    """The same configs for every topic (the producer's state topics: position and lease)."""
+
+    configs: dict[str, str]
+
+    def config(self, topic: str) -> dict[str, str]:
+        return dict(self.configs)
+
+
 def _is_topic_override(entry: ConfigEntry | None, value: str) -> bool:
     """Set on the topic itself with this value (not inherited from a broker default, which a
     broker change would silently change too)."""
@@ -154,16 +198,17 @@ def ensure_topics(
     partitions: int,
     replication: int,
     timeout: float = 30.0,
-    retention: TopicRetention | None = None,
+    retention: TopicConfigs | None = None,
 ) -> dict[str, dict[str, str | None]]:
-    """Create missing topics and make every topic carry its retention (idempotent).
+    """Create missing topics and make every topic carry its configs (idempotent).
 
     The one place topic configs are applied, used by the producer at start and by
     `wikistreams-druid submit`. A missing topic is created with its configs. An existing one
     (created by an older version, auto-created, or changed by hand) is compared config by config
     and any that differs, or is only inherited from the broker, is SET with
     `incremental_alter_configs`, which leaves the topic's other configs alone. Partitions and
-    replication of an existing topic are never changed. `retention` defaults to the settings.
+    replication of an existing topic are never changed. `retention` defaults to the settings'
+    retention (`TopicRetention`); the producer's state topics pass `SameConfig`.
 
     Returns what was corrected on existing topics: {topic: {config: the value it had}}.
     """
@@ -245,7 +290,7 @@ def _correct_configs(
     return corrected
 
 
-def _log_fields(retention: TopicRetention, topic: str) -> dict[str, str]:
+def _log_fields(retention: TopicConfigs, topic: str) -> dict[str, str]:
     """`retention.ms` -> `retention_ms`, as log fields."""
     return {k.replace(".", "_"): v for k, v in retention.config(topic).items()}
 
@@ -293,17 +338,44 @@ def oversize_stub(value: bytes, limit: int = MAX_RECORD_BYTES // 2) -> tuple[byt
 
 
 class KafkaSink:
-    """The producer side of the pipeline: publish, dead-letter, and Kafka's reachability."""
+    """The producer side of the pipeline: publish, dead-letter, commit, and Kafka's reachability.
 
-    def __init__(self, config: dict, topic: str, dlq_topic: str) -> None:
+    Records handed over between two `commit()` calls belong to one transaction (or, without
+    transactions, are flushed before the position that covers them is written).
+    """
+
+    def __init__(
+        self,
+        config: dict,
+        topic: str,
+        dlq_topic: str,
+        position_topic: str = "",
+        position_key: str = "",
+    ) -> None:
         self.topic = topic
         self.dlq_topic = dlq_topic
+        self.position_topic = position_topic
+        self._position_key = position_key.encode("utf-8")
+        self.transactional = bool(config.get("transactional.id"))
         self.state = "ok"  # ok | unreachable (shown by /health and the stats line)
         self.on_wait: Callable[[], None] = lambda: None
+        # Commit attempts Kafka refused or left unanswered since the last commit that succeeded.
+        self.commit_retries = 0
         self._producer = Producer({**config, "error_cb": self._on_error})
 
+    def start(self, timeout: float = 30.0) -> None:
+        """Fence older copies with our transactional id and open the first transaction.
+
+        `init_transactions` also completes (aborts) whatever transaction a crashed copy left
+        open, so a position read after this returns is final.
+        """
+        if not self.transactional:
+            return
+        self._retrying(lambda: self._producer.init_transactions(timeout))
+        self._producer.begin_transaction()
+
     def publish(self, key: str, value: bytes, on_delivery: DeliveryCallback) -> None:
-        """Raises `RecordTooLarge` for a record Kafka would refuse."""
+        """Raises `RecordTooLarge` for a record Kafka would refuse, `Fenced` once fenced."""
         if len(value) > MAX_RECORD_BYTES:
             raise RecordTooLarge(len(value))
         try:  # the per-event path: one call when librdkafka's queue has room
@@ -312,6 +384,8 @@ class KafkaSink:
             )
         except BufferError:
             self._produce(self.topic, key.encode("utf-8"), value, None, on_delivery)
+        except KafkaException as exc:
+            raise _classify(exc) from exc
 
     def dead_letter(
         self,
@@ -320,9 +394,60 @@ class KafkaSink:
         on_delivery: DeliveryCallback,
         key: bytes | None = None,
     ) -> None:
-        self._produce(self.dlq_topic, key, value, headers, on_delivery)
+        try:
+            self._produce(self.dlq_topic, key, value, headers, on_delivery)
+        except KafkaException as exc:
+            raise _classify(exc) from exc
 
-    def _produce(self, topic, key, value, headers, on_delivery: DeliveryCallback) -> None:
+    def commit(self, position: bytes) -> None:
+        """Make everything handed over since the last commit visible, with `position`.
+
+        Blocks until Kafka confirms (serving `on_wait` meanwhile, so the heartbeat goes on while
+        the broker is away). Raises `TransactionAborted` (nothing since the last commit is
+        visible) or `Fenced` (a newer copy owns the stream).
+        """
+        if not self.transactional:
+            while self._producer.flush(COMMIT_POLL_SECONDS):
+                self.commit_retries += 1
+                self.on_wait()
+            self._write_position(position)
+            self.commit_retries = 0
+            return
+        try:
+            self._write_position(position)
+            self._retrying(lambda: self._producer.commit_transaction(COMMIT_POLL_SECONDS))
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise _classify(exc) from exc
+        self.commit_retries = 0
+
+    def _write_position(self, position: bytes) -> None:
+        if self.position_topic:  # none: a tool or test that never resumes
+            self._produce(self.position_topic, self._position_key, position, None, None)
+
+    def abort(self) -> None:
+        """Roll back the open transaction, if this copy still may (best effort on the way out)."""
+        if not self.transactional:
+            return
+        try:
+            self._producer.abort_transaction(10.0)
+        except KafkaException as exc:
+            log.warning("transaction_abort_failed", error=str(exc)[:300])
+
+    def _retrying(self, call: Callable[[], None]) -> None:
+        """Repeat `call` while Kafka says it may succeed later (broker away, timed out)."""
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or err.fatal() or err.txn_requires_abort():
+                    raise
+                self.commit_retries += 1
+                self.on_wait()
+
+    def _produce(self, topic, key, value, headers, on_delivery: DeliveryCallback | None) -> None:
         while True:
             try:
                 self._producer.produce(
@@ -351,8 +476,25 @@ class KafkaSink:
             self.state = "ok"
 
     def poll(self, timeout: float = 0.0) -> None:
-        self._producer.poll(timeout)
+        """Serve delivery reports; raises `Fenced` once a newer copy took over."""
+        try:
+            self._producer.poll(timeout)
+        except KafkaException as exc:
+            raise _classify(exc) from exc
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for outstanding deliveries; returns how many are still undelivered."""
-        return self._producer.flush(timeout)
+        try:
+            return self._producer.flush(timeout)
+        except KafkaException as exc:
+            raise _classify(exc) from exc
+
+
+def _classify(exc: KafkaException) -> Exception:
+    """A transactional failure as what the pipeline must do about it."""
+    err = exc.args[0]
+    if err.fatal():
+        return Fenced(f"{err.name()}: {err.str()}")
+    if err.txn_requires_abort():
+        return TransactionAborted(f"{err.name()}: {err.str()}")
+    return exc

@@ -16,11 +16,16 @@ import os
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from producer.config import Settings
+from producer.position import Position, StreamIdentity, read_position
+from producer.sink import ensure_topics
 from tests.standins import REPO_ROOT, TEST_CONTACT, recentchange_dir
 from wikistreams_ops.druid_supervisor import DruidClient, DruidError, render_spec
 
@@ -40,7 +45,8 @@ RECORDED_WINDOW = "__time >= TIMESTAMP '2018-03-07 00:00:00' AND __time < TIMEST
 
 
 def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **extra: str) -> dict:
-    """Environment for `python -m producer` in a test: its own topic, checkpoint and cache."""
+    """Environment for `python -m producer` in a test: its own topic (so its own position,
+    keyed by topic and source) and label cache."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
@@ -50,7 +56,6 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
         "KAFKA_TOPIC": topic,
         "KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-        "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
         "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
         "HEALTH_PORT": "0",
         # Replays of recordings run flat out, far ahead of the API worker: give every entity edit
@@ -59,6 +64,23 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
         "ENRICH_MAX_DELAY_SECONDS": "60",
         **extra,
     }
+
+
+POSITION_TOPIC = Settings.model_fields["kafka_position_topic"].default
+
+
+def committed_position(topic: str, sse_url: str) -> Position | None:
+    """The position the producer of `sse_url` into `topic` committed last (read_committed)."""
+    return read_position(KAFKA, POSITION_TOPIC, StreamIdentity.of(topic, sse_url).key)
+
+
+def forget_position(topic: str, sse_url: str) -> None:
+    """A tombstone for the stream's position: its next producer starts from the beginning."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": KAFKA})
+    producer.produce(POSITION_TOPIC, key=StreamIdentity.of(topic, sse_url).key.encode(), value=None)
+    assert producer.flush(30) == 0
 
 
 def delete_topics(*topics: str) -> None:
@@ -119,7 +141,7 @@ def druid_with_data(tmp_path_factory, wikidata_api) -> dict:
             sse_url = (recentchange_dir() / name).as_uri()
             env = producer_env(workdir, sse_url, wikidata_api.url, topic)
             env.pop("KAFKA_DLQ_TOPIC")  # the default dead-letter topic, not a new one
-            env["CHECKPOINT_PATH"] = str(workdir / f"{name}.checkpoint.json")
+            forget_position(topic, sse_url)  # rows gone from Druid: feed the topic again
             result = run_producer(workdir, env)
             assert result.returncode == 0, f"producer failed on {name}:\n{result.stderr[-3000:]}"
         deadline = time.monotonic() + 300
@@ -130,3 +152,63 @@ def druid_with_data(tmp_path_factory, wikidata_api) -> dict:
         f"SELECT COUNT(*) AS n, MIN(__time) AS first, MAX(__time) AS last FROM {DATASOURCE}"
     )
     return summary
+
+
+QUERYABLE_TIMEOUT = 300
+
+
+@dataclass
+class E2EContext:
+    topic: str
+    datasource: str
+    druid: DruidClient
+    workdir: Path
+
+    def sql(self, query: str, parameters: list | None = None) -> list[dict]:
+        return self.druid.sql(BROKER, query, parameters)
+
+    def count(self) -> int:
+        try:
+            return int(self.sql(f'SELECT COUNT(*) AS n FROM "{self.datasource}"')[0]["n"])
+        except Exception:  # noqa: BLE001 - the table appears with the first row
+            return 0
+
+    def wait_for_count(self, expected: int, timeout: float = QUERYABLE_TIMEOUT) -> float:
+        """Seconds until exactly `expected` rows are queryable."""
+        started = time.monotonic()
+        seen = 0
+        while time.monotonic() - started < timeout:
+            seen = self.count()
+            if seen >= expected:
+                break
+            time.sleep(1)
+        assert seen == expected, f"{seen} rows in Druid after {timeout}s, expected {expected}"
+        return time.monotonic() - started
+
+    def run_producer(self, sse_url: str, wikidata_url: str) -> subprocess.CompletedProcess:
+        """The real producer as a process, replaying until its source ends."""
+        env = producer_env(self.workdir, sse_url, wikidata_url, self.topic)
+        return run_producer(self.workdir, env)
+
+
+@pytest.fixture
+def e2e_context(tmp_path):
+    """A topic, datasource and supervisor of the test's own; teardown terminates the supervisor,
+    kills its tasks and marks the segments unused, then checks that nothing is left."""
+    suffix = uuid.uuid4().hex[:8]
+    druid = require_druid()
+    ctx = E2EContext(f"e2e-{suffix}", f"e2e_{suffix}", druid, tmp_path)
+    ensure_topics(KAFKA, [ctx.topic, f"{ctx.topic}.dlq"], partitions=2, replication=1)
+    spec = render_spec(topic=ctx.topic, datasource=ctx.datasource, task_duration="PT10M")
+    druid.submit(spec)
+    druid.wait_running(ctx.datasource, timeout=240)
+    yield ctx
+    druid.drop(ctx.datasource)
+    assert ctx.datasource not in druid.supervisors()
+    deadline = time.monotonic() + 120
+    while druid.running_tasks(ctx.datasource) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert druid.running_tasks(ctx.datasource) == [], "ingestion task left running"
+    assert ctx.datasource not in druid.used_datasources(), "datasource still has used segments"
+    assert druid.compaction(ctx.datasource) is None, "auto-compaction config left behind"
+    delete_topics(ctx.topic, f"{ctx.topic}.dlq")

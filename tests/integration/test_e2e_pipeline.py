@@ -1,7 +1,7 @@
 """End to end on the real native stack: recorded events -> producer -> Kafka -> Druid -> SQL.
 
-Each test gets its own topic, datasource and supervisor (`e2e_context`), and leaves nothing behind:
-teardown terminates the supervisor, kills its tasks and marks the segments unused, then checks.
+Each test gets its own topic, datasource and supervisor (`e2e_context` in conftest.py), and
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -9,83 +9,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from producer.sink import ensure_topics
 from tests.conftest import event_ids
-from tests.integration.conftest import (
-    BROKER,
-    KAFKA,
-    delete_topics,
-    producer_env,
-    require_druid,
-    run_producer,
-)
+from tests.integration.conftest import KAFKA
 from tests.standins import REPO_ROOT, recentchange_dir
-from wikistreams_ops.druid_supervisor import DruidClient, render_spec
 
 pytestmark = pytest.mark.integration
-
-QUERYABLE_TIMEOUT = 300
-
-
-@dataclass
-class E2EContext:
-    topic: str
-    datasource: str
-    druid: DruidClient
-    workdir: Path
-
-    def sql(self, query: str, parameters: list | None = None) -> list[dict]:
-        return self.druid.sql(BROKER, query, parameters)
-
-    def count(self) -> int:
-        try:
-            return int(self.sql(f'SELECT COUNT(*) AS n FROM "{self.datasource}"')[0]["n"])
-        except Exception:  # noqa: BLE001 - the table appears with the first row
-            return 0
-
-    def wait_for_count(self, expected: int, timeout: float = QUERYABLE_TIMEOUT) -> float:
-        """Seconds until exactly `expected` rows are queryable."""
-        started = time.monotonic()
-        seen = 0
-        while time.monotonic() - started < timeout:
-            seen = self.count()
-            if seen >= expected:
-                break
-            time.sleep(1)
-        assert seen == expected, f"{seen} rows in Druid after {timeout}s, expected {expected}"
-        return time.monotonic() - started
-
-    def run_producer(self, sse_url: str, wikidata_url: str) -> subprocess.CompletedProcess:
-        """The real producer as a process, replaying until its source ends."""
-        env = producer_env(self.workdir, sse_url, wikidata_url, self.topic)
-        return run_producer(self.workdir, env)
-
-
-@pytest.fixture
-def e2e_context(tmp_path):
-    suffix = uuid.uuid4().hex[:8]
-    druid = require_druid()
-    ctx = E2EContext(f"e2e-{suffix}", f"e2e_{suffix}", druid, tmp_path)
-    ensure_topics(KAFKA, [ctx.topic, f"{ctx.topic}.dlq"], partitions=2, replication=1)
-    spec = render_spec(topic=ctx.topic, datasource=ctx.datasource, task_duration="PT10M")
-    druid.submit(spec)
-    druid.wait_running(ctx.datasource, timeout=240)
-    yield ctx
-    druid.drop(ctx.datasource)
-    assert ctx.datasource not in druid.supervisors()
-    deadline = time.monotonic() + 120
-    while druid.running_tasks(ctx.datasource) and time.monotonic() < deadline:
-        time.sleep(2)
-    assert druid.running_tasks(ctx.datasource) == [], "ingestion task left running"
-    assert ctx.datasource not in druid.used_datasources(), "datasource still has used segments"
-    assert druid.compaction(ctx.datasource) is None, "auto-compaction config left behind"
-    delete_topics(ctx.topic, f"{ctx.topic}.dlq")
 
 
 def test_submit_tool_updates_instead_of_duplicating(e2e_context):

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.checkpoint import CheckpointStore
 from producer.pipeline import Pipeline
 from producer.sink import KafkaSink, ensure_topics, producer_config
 from producer.source import FileSource
@@ -121,9 +120,7 @@ def test_every_frame_is_delivered_or_dead_lettered(tmp_path, fuzz_topic, frames)
             yield raw
 
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
-    pipeline = Pipeline(
-        sink, CheckpointStore(tmp_path / f"{stream.stem}.json"), "fuzz", dedupe_window=0
-    )
+    pipeline = Pipeline(sink, "fuzz", dedupe_window=0)
     code = pipeline.run(counted(FileSource(stream, "fast", None, stop)), stop)
 
     totals = pipeline.stats.totals
@@ -149,9 +146,7 @@ def test_a_long_replay_accounts_for_every_frame(tmp_path, fuzz_topic):
     stream.write_bytes(b"\n".join(frames) + b"\n")
     stop = threading.Event()
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
-    pipeline = Pipeline(
-        sink, CheckpointStore(tmp_path / "cp.json"), "long", dedupe_window=0, queue_size=300
-    )
+    pipeline = Pipeline(sink, "long", dedupe_window=0, queue_size=300)
     assert pipeline.run(FileSource(stream, "fast", None, stop), stop) == 0
     totals = pipeline.stats.totals
     assert len(frames) > 5000

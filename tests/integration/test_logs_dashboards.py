@@ -147,7 +147,6 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_TOPIC": topic,
             "KAFKA_DLQ_TOPIC": dlq_topic,
-            "CHECKPOINT_PATH": str(workdir / "checkpoint.json"),
             "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
             "STATS_INTERVAL_SECONDS": "1",
             # its /health endpoint: a free port, the stack's own producer may hold the default

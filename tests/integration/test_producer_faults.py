@@ -20,7 +20,7 @@ import requests
 
 from producer.sink import decode_headers
 from tests.conftest import event_ids, wait_until
-from tests.integration.conftest import KAFKA, delete_topics
+from tests.integration.conftest import KAFKA, committed_position, delete_topics
 from tests.integration.test_producer_kafka import Producer, read_topic, recording, topic  # noqa
 
 pytestmark = pytest.mark.integration
@@ -130,9 +130,8 @@ def test_poison_frames_are_dead_lettered_and_the_stream_goes_on(
     assert len(value) <= 1024
     [(headers, value)] = reasons[("produce", "RecordTooLarge")]
     assert int(headers["original.size"]) > 1_000_000 and len(value) <= 1024
-    # The checkpoint moved past every poison frame: a restart does not meet them again.
-    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())["last_event_id"]
-    assert checkpoint == server.frames[-1].sse_id
+    # The position moved past every poison frame: a restart does not meet them again.
+    assert committed_position(topic, server.url).last_event_id == server.frames[-1].sse_id
 
 
 @pytest.mark.parametrize(
@@ -278,40 +277,20 @@ def test_kafka_unreachable_at_start_waits_then_delivers(
     assert "Traceback" not in text
 
 
-def test_corrupt_cache_and_failing_checkpoint_do_not_stop_the_stream(
+def test_a_corrupt_cache_does_not_stop_the_stream(
     tmp_path, spawn, topic, sse_server_factory, wikidata  # noqa: F811
 ):
     edits = recording(WIKIDATA_EDITS)
     expected = set(event_ids(edits))
     server = sse_server_factory([edits])
     (tmp_path / "labels.sqlite3").write_bytes(b"this is not a database, it is garbage" * 100)
-    blocked = tmp_path / "state"
-    blocked.write_text("a file where the checkpoint's directory should be")
-    health_port = free_port()
-    producer = spawn(
-        server.url,
-        wikidata.url,
-        topic,
-        CHECKPOINT_PATH=str(blocked / "checkpoint.json"),
-        HEALTH_PORT=str(health_port),
-    )
+    producer = spawn(server.url, wikidata.url, topic)
     producer.start()
     records = read_topic(topic, expect=len(expected), timeout=90, distinct=True)
     assert {json.loads(r.value())["event_id"] for r in records} == expected
-    state = wait_for(
-        lambda: (h := health(health_port))["problems"].get("checkpoint") and h,
-        what="checkpoint problem in /health",
-    )
-    assert state["status"] == "degraded"
-    # The disk comes back: the next retry saves the position and /health recovers.
-    blocked.unlink()
-    blocked.mkdir()
-    wait_for(lambda: (blocked / "checkpoint.json").exists(), timeout=90, what="a saved checkpoint")
-    wait_for(lambda: health(health_port)["status"] == "ok", what="/health ok")
     assert producer.stop() == 0
     messages = [line["msg"] for line in producer.logs()]
     assert "cache_corrupt" in messages
-    assert "checkpoint_save_failed" in messages and "checkpoint_save_recovered" in messages
     assert list(tmp_path.glob("labels.sqlite3.corrupt-*")), "the corrupt file is kept aside"
     with sqlite3.connect(tmp_path / "labels.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] > 0

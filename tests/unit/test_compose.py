@@ -567,6 +567,22 @@ def test_producer_environment_is_exactly_its_settings(secrets_project):
     assert env["USER_AGENT_CONTACT"]  # passed through from .env
 
 
+def test_producers_run_as_replicas_sharing_a_redis_label_cache(compose_check, project, tmp_path):
+    """Two copies by default (one active, one hot standby, producer/lease.py) that start warm
+    from one Redis; nothing that pins a single container (a name, a published port)."""
+    producer = project["services"]["producer"]
+    assert producer["deploy"]["replicas"] == 2
+    assert not producer.get("container_name") and not producer.get("ports")
+    assert producer["environment"]["CACHE_BACKEND"] == "redis"
+    assert producer["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert producer["depends_on"]["redis"]["condition"] == "service_healthy"
+    redis = project["services"]["redis"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert not redis.get("ports")
+    scaled = _load(compose_check, _env_without(tmp_path, PRODUCERS="3"))
+    assert scaled["services"]["producer"]["deploy"]["replicas"] == 3
+
+
 def test_druid_init_environment_is_only_what_submit_reads(secrets_project):
     service = secrets_project[0]["services"]["druid-init"]
     assert set(service["environment"]) <= _druid_submit_settings()

@@ -61,6 +61,41 @@ def test_real_commands_expand_without_unknown_placeholders():
     assert cache and '[{"path":"' in cache[0]  # JSON braces are not placeholders
 
 
+def test_producer_standby_is_a_second_copy_on_its_own_health_port():
+    """`make up PRODUCERS=2`: same command and settings as `producer` (same cwd, so the same
+    SQLite label cache), its own /health port, started only on request and after `producer`,
+    and stopped with it (`make down SERVICES=producer`)."""
+    cfg = nativectl.load_config()
+    primary, standby = cfg.services["producer"], cfg.services["producer-standby"]
+    assert not standby.default and not standby.group
+    assert "producer-standby" not in nativectl.resolve_names(cfg, ["pipeline"])
+    assert "producer" in standby.needs
+    assert "producer-standby" in nativectl.with_dependents(cfg, ["producer"])
+    assert standby.env["HEALTH_PORT"] == "8096" and "HEALTH_PORT" not in primary.env
+    assert set(standby.ports).isdisjoint(primary.ports) and "8096" in standby.health["http"]
+    assert cfg.expand(standby.cwd, standby) == cfg.expand(primary.cwd, primary)
+    assert cfg.expand(standby.data, standby) == cfg.expand(primary.data, primary)
+    assert "CACHE_DB_PATH" not in standby.env and "CACHE_DB_PATH" not in primary.env
+    assert cfg.expand_argv(standby.command, standby)[-2:] == ["-m", "producer"]
+
+
+def test_make_up_adds_the_standby_only_with_producers_2():
+    def up(*args: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "-C", str(ROOT), "up", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={k: v for k, v in os.environ.items() if k not in {"PRODUCERS", "SERVICES"}},
+        )
+        assert done.returncode == 0, done.stderr
+        return [line for line in done.stdout.splitlines() if "nativectl.py up" in line][0]
+
+    assert "producer-standby" not in up().split()
+    assert "producer-standby" in up("PRODUCERS=2").split()
+    assert "producer-standby" not in up("PRODUCERS=2", "SERVICES=kafka").split()
+
+
 def test_unknown_placeholder_and_cycle_are_rejected(tmp_path):
     with pytest.raises(nativectl.NativeError, match="unknown placeholder"):
         cfg = make_config(

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from producer.checkpoint import CheckpointStore
 from producer.pipeline import Pipeline
 from producer.sink import KafkaSink, producer_config
 
@@ -31,7 +30,7 @@ def test_a_slow_signal_handler_still_stops_an_idle_pipeline(tmp_path):
     previous = signal.signal(signal.SIGUSR1, handler)
     try:
         sink = KafkaSink(producer_config("127.0.0.1:1", "zstd", 5), "t", "t.dlq")
-        pipeline = Pipeline(sink, CheckpointStore(tmp_path / "cp.json"), "test", dedupe_window=0)
+        pipeline = Pipeline(sink, "test", dedupe_window=0)
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
         # Without the fix run() never returns and the timeout marker fails the test.
         assert pipeline.run(silent_source(), stop) == 0

@@ -42,6 +42,7 @@ def test_required_names_from_the_producer_issue_exist():
         "CACHE_BACKEND",
         "CACHE_DB_PATH",
         "REDIS_URL",
-        "CHECKPOINT_PATH",
+        "KAFKA_POSITION_TOPIC",
+        "KAFKA_LEASE_TOPIC",
         "USER_AGENT_CONTACT",
     } <= names
