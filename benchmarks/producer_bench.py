@@ -260,13 +260,26 @@ def run(args: argparse.Namespace) -> dict:
                         ENRICHMENT_ENABLED="false",
                     )
                 )
+                # The same run without Kafka transactions (idempotent, position after a flush):
+                # what exactly once costs, measured beside its transactional twin.
+                runs.append(
+                    run_pipeline(
+                        "no-transactions",
+                        path,
+                        tmpdir,
+                        cache,
+                        args,
+                        ENRICHMENT_ENABLED="false",
+                        KAFKA_TRANSACTIONS="false",
+                    )
+                )
                 calls = len(api.behaviour.requests)
                 warm = run_pipeline(
                     "warm-cache", path, tmpdir, cache, args, WIKIDATA_API_URL=api.url
                 )
                 warm["api_calls"] = len(api.behaviour.requests) - calls
                 runs.append(warm)
-                print(f"[throughput] {_one_line(runs[-3:])}", flush=True)
+                print(f"[throughput] {_one_line(runs[-4:])}", flush=True)
         finally:
             api.stop()
     return summarise(args, runs, stages)
@@ -288,18 +301,26 @@ def per_round(runs: list[dict]) -> list[dict]:
         if r["name"] == "ceiling":
             current = {"ceiling": r.get("rate")}
             rounds.append(current)
-        elif current is not None and r["name"] in ("enrichment-off", "warm-cache"):
+        elif current is not None and r["name"] in (
+            "enrichment-off",
+            "no-transactions",
+            "warm-cache",
+        ):
             current[r["name"]] = r.get("rate")
     for r in rounds:
         for name, key in (("enrichment-off", "ratio"), ("warm-cache", "ratio_warm")):
             rate, ceiling = r.get(name), r.get("ceiling")
             r[key] = rate / ceiling if rate and ceiling else None
+        with_tx, without = r.get("enrichment-off"), r.get("no-transactions")
+        r["ratio_transactions"] = with_tx / without if with_tx and without else None
     return rounds
 
 
 def summarise(args: argparse.Namespace, runs: list[dict], stages: dict) -> dict:
     ceiling = _median(runs, "ceiling")
-    off, warm, cold = (_median(runs, n) for n in ("enrichment-off", "warm-cache", "cache-fill"))
+    off, warm, cold, no_tx = (
+        _median(runs, n) for n in ("enrichment-off", "warm-cache", "cache-fill", "no-transactions")
+    )
     rounds = per_round(runs)
 
     def median_ratio(key: str) -> float | None:
@@ -317,6 +338,9 @@ def summarise(args: argparse.Namespace, runs: list[dict], stages: dict) -> dict:
         "cold_cache": cold,
         "ratio": median_ratio("ratio"),
         "ratio_warm": median_ratio("ratio_warm"),
+        "no_transactions": no_tx,
+        # enrichment off, with transactions / without: 1 - this is what exactly once costs.
+        "ratio_transactions": median_ratio("ratio_transactions"),
         "ratio_of_medians": off / ceiling if off and ceiling else None,
         "ratio_warm_of_medians": warm / ceiling if warm and ceiling else None,
         "rounds": rounds,

@@ -307,7 +307,7 @@ PRODUCER_PERFORMANCE = Dashboard(
             "unavailable; parked: edits waiting for labels now. Other events never wait.",
         ),
         Panel(
-            "Producer degraded: Kafka away, checkpoint not saved",
+            "Producer degraded: Kafka away, position not committed",
             producer_stats(
                 "kafka_unreachable",
                 "checkpoint_failures",
@@ -315,7 +315,8 @@ PRODUCER_PERFORMANCE = Dashboard(
                 "max(checkpoint_failures) as checkpoint_failures",
             ),
             "kafka_unreachable is 1 while records wait for Kafka; checkpoint_failures counts "
-            "failed saves in a row (full disk). The producer keeps running in both cases.",
+            "commit attempts (events + position, one transaction) Kafka refused or left "
+            "unanswered since the last commit. The producer keeps running in both cases.",
         ),
         Panel(
             "Wikidata circuit breaker open",
@@ -336,7 +337,7 @@ PRODUCER_PERFORMANCE = Dashboard(
                 "checkpoint_age_seconds",
                 pipe="stats max(checkpoint_age_seconds) as checkpoint_age_seconds",
             ),
-            "Seconds since the delivered SSE position was last persisted.",
+            "Seconds since the last commit of events and SSE position (one Kafka transaction).",
             unit="s",
         ),
         Panel(
@@ -591,8 +592,9 @@ ALERTS = (
         threshold=2,
         window_seconds=300,
         pending="2m",
-        summary="Saving the resume position keeps failing (full or read-only disk): a restart "
-        "now would replay everything since the last saved position.",
+        summary="Committing the Kafka transaction with the resume position keeps failing "
+        "(broker away or refusing it): nothing new reaches Druid; past 60 s Kafka aborts the "
+        "transaction and the producer rewinds to the last committed position.",
         dashboard_uid=PRODUCER_PERFORMANCE.uid,
     ),
     Alert(

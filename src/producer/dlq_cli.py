@@ -1,9 +1,10 @@
 """`wikistreams-dlq`: list dead letters, and replay them through the pipeline after a fix.
 
 Replay reads the dead-letter topic with the consumer group `wikistreams-dlq-replay` and commits
-a record's offset only after Kafka confirmed where it went, so each dead letter is replayed at
-most once: records that now pass go to the enriched topic (never twice, even if replay is run
-again), records that still fail are dead-lettered anew with their new reason. Nothing is lost.
+the offsets once the replay's own transactions are committed: records that now pass go to the
+enriched topic, records that still fail are dead-lettered anew with their new reason, and a
+second replay starts after them. Nothing is lost. A crash between the last transaction and the
+offset commit replays those records once more (the group offset is not part of the transaction).
 """
 
 from __future__ import annotations

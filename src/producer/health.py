@@ -1,6 +1,6 @@
 """A tiny HTTP health endpoint, so supervisors (compose, the native launcher) can tell a live
 producer from a hung one: 503 `stalled` when the main loop has not turned for 30 s; otherwise 200,
-`ok` or `degraded` with the problems named (Kafka away, checkpoint not saved). A degraded
+`ok` or `degraded` with the problems named (Kafka away, position not committed). A degraded
 producer is doing the right thing (waiting, retrying): restarting it would not help."""
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from producer.position import (
     POSITION_TOPIC_CONFIG,
     Position,
     PositionError,
+    PositionUnavailable,
     StreamIdentity,
     read_position,
     this_producer,
@@ -211,6 +212,9 @@ def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> in
                 break
             try:
                 outcome = run_active(settings, stop, heartbeat, lease)
+            except PositionUnavailable as err:  # Kafka slow or away: try again
+                log.warning("position_unavailable", error=str(err)[:300])
+                outcome = Outcome.REWIND
             except PositionError as err:  # guessing a position would skip or repeat events
                 print(f"wikistreams-producer: {err}", file=sys.stderr)
                 return 2

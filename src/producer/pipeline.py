@@ -77,10 +77,13 @@ class Outcome(IntEnum):
 
 
 class Lease(Protocol):
-    """Whether this copy may still write (see `producer.lease`)."""
+    """Whether this copy may still write, and the lease's state for /health (`producer.lease`)."""
 
     @property
     def held(self) -> bool: ...
+
+    @property
+    def state(self) -> str: ...
 
 
 class _End:
@@ -506,6 +509,7 @@ class Pipeline:
             source_state=getattr(self._source, "state", None),
             kafka_state=self.sink.state,
             breaker_state=self.enricher.breaker_state,
+            lease=self.lease.state if self.lease is not None else None,
         )
 
     def log_stats(self) -> None:

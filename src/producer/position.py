@@ -38,7 +38,11 @@ LEASE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
 
 class PositionError(RuntimeError):
-    """The stored position cannot be read or is not a position; the producer will not guess."""
+    """The stored position is not a position record; the producer will not guess."""
+
+
+class PositionUnavailable(PositionError):
+    """Kafka did not answer the read in time: a state to wait out, not a fault of the record."""
 
 
 class Position(BaseModel):
@@ -119,16 +123,16 @@ def read_position(bootstrap: str, topic: str, key: str, timeout: float = 30.0) -
         while True:
             msg = consumer.poll(timeout)
             if msg is None:
-                raise PositionError(f"no answer from {topic} within {timeout} s")
+                raise PositionUnavailable(f"no answer from {topic} within {timeout} s")
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     break
-                raise PositionError(f"cannot read {topic}: {error.str()}")
+                raise PositionUnavailable(f"cannot read {topic}: {error.str()}")
             if msg.key() == wanted:
                 found = msg.value()  # None: a tombstone, the position was deleted
     except KafkaException as exc:
-        raise PositionError(f"cannot read {topic}: {exc}") from exc
+        raise PositionUnavailable(f"cannot read {topic}: {exc}") from exc
     finally:
         consumer.close()
     if found is None:

@@ -423,7 +423,8 @@ class KafkaSink:
 
     def _write_position(self, position: bytes) -> None:
         if self.position_topic:  # none: a tool or test that never resumes
-            self._produce(self.position_topic, self._position_key, position, None, None)
+            # Partition 0 by name: readers read only that one, whatever the topic was created with.
+            self._produce(self.position_topic, self._position_key, position, None, None, 0)
 
     def abort(self) -> None:
         """Roll back the open transaction, if this copy still may (best effort on the way out)."""
@@ -447,11 +448,19 @@ class KafkaSink:
                 self.commit_retries += 1
                 self.on_wait()
 
-    def _produce(self, topic, key, value, headers, on_delivery: DeliveryCallback | None) -> None:
+    def _produce(
+        self, topic, key, value, headers, on_delivery: DeliveryCallback | None, partition=-1
+    ) -> None:
+        """`partition` -1: the partitioner chooses (librdkafka's RD_KAFKA_PARTITION_UA)."""
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                    partition=partition,
                 )
                 return
             except BufferError:

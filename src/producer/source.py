@@ -90,7 +90,7 @@ class SseSource:
     events and ended cleanly reconnects at once (or after the server's `retry:` time). Any error,
     and any connection that delivered no event (e.g. a 200 that closes at once), backs off
     exponentially: reconnecting in a tight loop would hammer Wikimedia. Each (re)connect sends the
-    id of the last frame read as `Last-Event-ID`, starting from the delivered checkpoint after a
+    id of the last frame read as `Last-Event-ID`, starting from the committed position after a
     restart.
     """
 
@@ -203,8 +203,8 @@ class FileSource:
     """Replays a recorded `.sse` or JSON-lines file, for offline demos, tests and benchmarks.
 
     Positions are frame indexes in the file (`[{"topic":"file:<path>","partition":0,"offset":N}]`),
-    so a restarted producer resumes a replay where its checkpoint says, like it would live; a
-    checkpoint from another file or from the live stream does not apply and the replay starts over.
+    so a restarted producer resumes a replay where its position says, like it would live; a
+    position from another file or from the live stream does not apply and the replay starts over.
     """
 
     def __init__(

@@ -69,10 +69,12 @@ class Producer:
             sse_url,
             wikidata_url,
             topic,
-            STATS_INTERVAL_SECONDS="1",
-            COMMIT_INTERVAL_SECONDS="0.2",
-            RECONNECT_BACKOFF_MAX_SECONDS="0.5",
-            **env,
+            **{
+                "STATS_INTERVAL_SECONDS": "1",
+                "COMMIT_INTERVAL_SECONDS": "0.2",
+                "RECONNECT_BACKOFF_MAX_SECONDS": "0.5",
+                **env,
+            },
         )
         self.proc: subprocess.Popen | None = None
         self.runs = 0
