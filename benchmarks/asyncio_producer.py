@@ -4,7 +4,7 @@ It reuses every stage (`Pipeline.accept`, the `Enricher`, the `KafkaSink`, the S
 replaces only the concurrency: one event loop instead of threads. The stream is read with aiohttp,
 the Wikidata worker is a task calling the API with aiohttp (one request in flight, <= 50 ids,
 `maxlag`, Retry-After pauses the task), cache lookups run on the loop (SQLite is local), and
-Kafka polling, expiry and checkpoints are a periodic task. Its settings are the producer's, so
+Kafka polling, expiry and commits (events + position) are a periodic task. Its settings are the producer's, so
 the latency benchmark runs it exactly like `python -m producer`:
 
     python -m benchmarks.asyncio_producer
@@ -29,7 +29,7 @@ from producer.config import load_settings
 from producer.enrich import BREAKER_STATES, Answer
 from producer.health import Heartbeat
 from producer.logs import configure_logging
-from producer.main import build_pipeline, prepare_kafka
+from producer.main import build_pipeline, build_sink, prepare_kafka, stream_identity
 from producer.source import RawEvent
 from producer.sse import SseParser
 from producer.wikidata import MAX_IDS_PER_CALL, ApiStats, parse_entities, wbgetentities_params
@@ -166,7 +166,7 @@ async def housekeeping(pipeline, settings, stop) -> None:
     while not stop.is_set():
         pipeline.enricher.expire()
         pipeline.sink.poll(0)
-        pipeline._maybe_checkpoint()
+        pipeline._maybe_commit()
         if time.monotonic() >= next_stats:
             pipeline.log_stats()
             next_stats = time.monotonic() + settings.stats_interval_seconds
@@ -182,7 +182,10 @@ async def run_async(settings) -> int:
     if not prepare_kafka(settings, stop, Heartbeat()):
         return 0
     # The pipeline without its threaded workers; the asyncio ones are set below.
-    pipeline = build_pipeline(settings.model_copy(update={"enrichment_enabled": False}))
+    # No lease (a benchmark runs one copy); it resumes nothing (each run has a topic of its own).
+    sink = build_sink(settings, stream_identity(settings))
+    sink.start()
+    pipeline = build_pipeline(settings.model_copy(update={"enrichment_enabled": False}), sink)
     async with aiohttp.ClientSession(headers={"User-Agent": settings.user_agent}) as session:
         if settings.enrichment_enabled:
             workers = AsyncLabelWorkers(settings, session)

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.standins import TEST_CONTACT
@@ -73,15 +73,21 @@ def _consumer() -> Consumer:
             "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # Ends are where committed records stop: transaction markers take offsets too.
+            "enable.partition.eof": True,
         }
     )
 
 
 class TopicCounter:
-    """Records in topics so far, from the high watermarks: cheap enough to poll during a run."""
+    """Records in topics so far, from the high watermarks: cheap enough to poll during a run.
+
+    An upper bound under transactions: commit markers and aborted records take offsets too.
+    """
 
     def __init__(self, *topics: str) -> None:
         self._consumer = _consumer()
+        self._topics = topics
         self._partitions = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
 
     def count(self) -> int:
@@ -90,6 +96,10 @@ class TopicCounter:
             _low, high = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
             total += max(high, 0)
         return total
+
+    def committed(self) -> int:
+        """The committed records themselves, read to the end: exact, and costlier."""
+        return sum(len(read_topic(topic)) for topic in self._topics)
 
     def close(self) -> None:
         self._consumer.close()
@@ -116,6 +126,8 @@ def read_topic(topic: str, timeout: float = 120.0) -> list[Record]:
         while ends and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=5000, timeout=1.0):
                 if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        ends.pop(msg.partition(), None)
                     continue
                 records.append(Record(msg.timestamp()[1], msg.value() or b""))
                 if msg.offset() + 1 >= ends.get(msg.partition(), 0):

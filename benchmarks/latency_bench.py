@@ -177,7 +177,9 @@ def _wait_for_delivery(load, counter, producer, args, result) -> None:
         time.sleep(0.5)
         seen = (load.cursor, counter.count())
         if load.finished.is_set() and seen[1] >= len(load.sent_at):
-            return
+            # Offsets include transaction markers: count the committed records themselves.
+            if counter.committed() >= len(load.sent_at):
+                return
         now = time.monotonic()
         if seen != last_seen:
             last_progress, last_seen = now, seen
