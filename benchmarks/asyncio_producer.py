@@ -4,8 +4,8 @@ It reuses every stage (`Pipeline.accept`, the `Enricher`, the `KafkaSink`, the S
 replaces only the concurrency: one event loop instead of threads. The stream is read with aiohttp,
 the Wikidata worker is a task calling the API with aiohttp (one request in flight, <= 50 ids,
 `maxlag`, Retry-After pauses the task), cache lookups run on the loop (SQLite is local), and
-Kafka polling, expiry and commits (events + position) are a periodic task. Its settings are the producer's, so
-the latency benchmark runs it exactly like `python -m producer`:
+Kafka polling, expiry and commits (events + position) are a periodic task. Its settings are the
+producer's, so the latency benchmark runs it exactly like `python -m producer`:
 
     python -m benchmarks.asyncio_producer
 
