@@ -60,7 +60,7 @@ IDLE_POLL_SECONDS = 0.1
 BATCH = 500
 # Ids of the newest events kept in every position record besides those beyond the watermark: a
 # timestamp resume (EventStreams' ids) replays the events of the watermark's last instant.
-POSITION_RECENT_IDS = 500
+POSITION_RECENT_IDS = 200
 
 
 # Delivery reports of records an abort took back: not failures, the batch is read again.
