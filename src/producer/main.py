@@ -152,6 +152,19 @@ def run_active(
                 run_stop.set()
 
     threading.Thread(target=watch, daemon=True, name="term").start()
+    try:
+        return _stream_from_position(settings, identity, heartbeat, lease, run_stop)
+    finally:
+        run_stop.set()
+
+
+def _stream_from_position(
+    settings: Settings,
+    identity: StreamIdentity,
+    heartbeat: Heartbeat,
+    lease: KafkaLease,
+    run_stop: threading.Event,
+) -> Outcome:
     sink = build_sink(settings, identity)
     try:
         sink.start()  # from here on, no older copy can commit
@@ -187,10 +200,7 @@ def run_active(
         max_frame_bytes=settings.sse_max_frame_bytes,
         wait_at_end=settings.replay_at_end == "wait",
     )
-    try:
-        return pipeline.run(source, run_stop)
-    finally:
-        run_stop.set()
+    return pipeline.run(source, run_stop)
 
 
 def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> int:

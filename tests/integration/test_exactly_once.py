@@ -190,7 +190,8 @@ def test_kill_9_three_times_exactly_once_in_kafka_and_druid(e2e_context, live_st
     assert row == {"n": len(expected), "distinct_ids": len(expected)}, "Druid: each event once"
 
 
-def test_a_standby_takes_over_from_a_killed_active_copy(topic, live_stream, copies):
+def active_and_standby(topic: str, live_stream, copies) -> tuple[Copy, Copy, set[str]]:
+    """Two copies with the same settings: the first active and publishing, the second standby."""
     server, wikidata, expected = live_stream
     first = copies("first", server.url, wikidata.url, topic)
     second = copies("second", server.url, wikidata.url, topic)
@@ -199,6 +200,11 @@ def test_a_standby_takes_over_from_a_killed_active_copy(topic, live_stream, copi
     second.start()
     wait_until(lambda: second.role() == "standby", 60)
     wait_until(lambda: len(all_records(topic)) > 500, 60, interval=0.5)
+    return first, second, expected
+
+
+def test_a_standby_takes_over_from_a_killed_active_copy(topic, live_stream, copies):
+    first, second, expected = active_and_standby(topic, live_stream, copies)
     killed_at = time.time()
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
@@ -218,14 +224,7 @@ def test_a_standby_takes_over_from_a_killed_active_copy(topic, live_stream, copi
 
 def test_a_paused_leader_is_fenced_and_steps_down(topic, live_stream, copies):
     """SIGSTOP the active copy: the standby takes over; SIGCONT: the old one writes nothing."""
-    server, wikidata, expected = live_stream
-    first = copies("first", server.url, wikidata.url, topic)
-    second = copies("second", server.url, wikidata.url, topic)
-    first.start()
-    wait_until(lambda: first.role() == "active", 60)
-    second.start()
-    wait_until(lambda: second.role() == "standby", 60)
-    wait_until(lambda: len(all_records(topic)) > 500, 60, interval=0.5)
+    first, second, expected = active_and_standby(topic, live_stream, copies)
     first.proc.send_signal(signal.SIGSTOP)
     wait_until(lambda: second.role() == "active", 60, interval=0.2)
     wait_until(lambda: second.logs() and "stats" in second.messages(), 30)
