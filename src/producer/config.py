@@ -218,7 +218,11 @@ class Settings(KafkaSettings):
         "reads committed records only) at most this late. 1 s measured in docs/benchmarks.md",
     )
     commit_max_events: int = Field(
-        5000, ge=1, description="Commit sooner once a transaction holds this many events"
+        50_000,
+        ge=1,
+        description="Commit sooner once a transaction holds this many events (catch-up only: "
+        "each commit pauses the stream for a round trip; 50,000 against 5,000 measured ~7 % "
+        "faster catch-up, docs/benchmarks.md)",
     )
     lease_session_timeout_ms: int = Field(
         6000,
