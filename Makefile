@@ -40,6 +40,8 @@ up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first 
 	$(if $(filter producer,$(SERVICES)),$(VPY) -m producer --check-config)
 	@bash tools/exposure-check.sh --native
 	$(NATIVE) up $(UP_SERVICES)
+	@# A first start backfills BACKFILL_HOURS of history: one line, printed when it is over.
+	$(if $(filter producer,$(SERVICES)),@$(VPY) -m producer.backfill --timeout 1800 &)
 
 compose-up: ## docker compose up -d, after warning about ports opened beyond loopback (.env)
 	bash tools/exposure-check.sh .env

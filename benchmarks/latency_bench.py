@@ -71,6 +71,15 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         )
     out.append(
         Scenario(
+            "backfill-0.3",
+            f"backfill: {args.backfill_events:,} events (an hour of live traffic), API 0.3 s",
+            None,
+            args.backfill_events,
+            0.3,
+        )
+    )
+    out.append(
+        Scenario(
             "catchup-off",
             "catch-up, ENRICHMENT_ENABLED=false",
             None,
@@ -240,6 +249,11 @@ def _tally(result, topic, sent_at, entity_ids, sc, window) -> None:
         latency={k: harness.summarise(v) for k, v in latency.items()},
         rates={k: harness.rate_between(v) for k, v in timestamps.items()},
         rate_all=harness.rate_between(timestamps["non_entity"] + timestamps["entity"]),
+        # From the first frame sent to the newest record of each kind: a backfill's duration.
+        span_seconds={
+            k: round(max(v) / 1000 - min(sent_at.values()), 3) if v and sent_at else None
+            for k, v in timestamps.items()
+        },
     )
     if len(window) == 2:
         result["outage_window"] = {k: harness.summarise(v) for k, v in in_window.items()}
@@ -265,6 +279,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--outage-hang", type=float, default=15.0, help="seconds each call hangs")
     p.add_argument("--catchup-events", type=int, default=30_000)
     p.add_argument("--catchup-delays", type=_floats, default=[0.3, 0.0])
+    p.add_argument(
+        "--backfill-events",
+        type=int,
+        default=100_000,
+        help="events of the backfill scenario: an hour of EventStreams at ~28 events/s",
+    )
     p.add_argument("--entity-share", type=float, default=ENTITY_SHARE)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--only", default="", help="comma-separated scenario keys to run")
@@ -286,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
 def apply_quick(args: argparse.Namespace) -> None:
     args.duration, args.outage_run = 3.0, 8.0
     args.outage_start, args.outage_seconds, args.outage_hang = 2.0, 3.0, 2.0
-    args.catchup_events = 2000
+    args.catchup_events = args.backfill_events = 2000
 
 
 def run(args: argparse.Namespace) -> dict:

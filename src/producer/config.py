@@ -133,6 +133,14 @@ class Settings(KafkaSettings):
     reconnect_backoff_max_seconds: float = Field(
         60.0, gt=0, description="Upper bound of the exponential reconnect backoff"
     )
+    backfill_hours: float = Field(
+        1.0,
+        ge=0,
+        le=168,
+        description="On a first start (no stored position) read this much of EventStreams' "
+        "history (`since`) before going live, so dashboards are full at once; 0 = off. A "
+        "restart resumes by position and never backfills again",
+    )
     dedupe_window: int = Field(
         100_000, ge=0, description="How many recent meta.id values are kept to drop replays"
     )

@@ -18,6 +18,7 @@ import threading
 import structlog
 from confluent_kafka import KafkaException
 
+from producer.backfill import CatchUp, since_for
 from producer.cache import open_cache
 from producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
 from producer.enrich import LabelWorkers, make_breaker
@@ -119,6 +120,7 @@ def build_pipeline(
     heartbeat: Heartbeat | None = None,
     resume: Position | None = None,
     lease: KafkaLease | None = None,
+    catch_up: CatchUp | None = None,
 ) -> Pipeline:
     return Pipeline(
         sink,
@@ -132,6 +134,7 @@ def build_pipeline(
         heartbeat=heartbeat,
         resume=resume,
         lease=lease,
+        catch_up=catch_up,
     )
 
 
@@ -187,7 +190,12 @@ def _stream_from_position(
         takeover=bool(resume and resume.producer != this_producer()),
     )
     heartbeat.beat(role="active", lease=lease.state)
-    pipeline = build_pipeline(settings, sink, heartbeat, resume, lease)
+    # Only a stream with no position yet backfills; every later start resumes by position.
+    since = since_for(settings.backfill_hours) if resume is None else None
+    live = not settings.sse_url.startswith("file:")
+    pipeline = build_pipeline(
+        settings, sink, heartbeat, resume, lease, CatchUp(since if live else None)
+    )
     source = open_source(
         settings.sse_url,
         settings.user_agent,
@@ -199,6 +207,7 @@ def _stream_from_position(
         backoff_cap=settings.reconnect_backoff_max_seconds,
         max_frame_bytes=settings.sse_max_frame_bytes,
         wait_at_end=settings.replay_at_end == "wait",
+        since=since,
     )
     return pipeline.run(source, run_stop)
 

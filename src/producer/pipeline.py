@@ -29,6 +29,7 @@ from typing import NamedTuple, Protocol
 import structlog
 from confluent_kafka import KafkaError
 
+from producer.backfill import CatchUp
 from producer.cache import CachedLabels
 from producer.decode import StageError, decode_event
 from producer.dedupe import RecentIds
@@ -126,9 +127,11 @@ class Pipeline:
         heartbeat: Heartbeat | None = None,
         resume: Position | None = None,
         lease: Lease | None = None,
+        catch_up: CatchUp | None = None,
     ) -> None:
         """`resume`: the committed position this run starts from (its ids are dropped as
-        already published); `lease`: checked before every commit, None when always active."""
+        already published); `lease`: checked before every commit, None when always active;
+        `catch_up`: a backfill's progress, reported with the stats."""
         self.sink = sink
         self.source_name = source_name
         self.enricher = Enricher(workers, self._publish, enrich_max_delay)
@@ -140,6 +143,7 @@ class Pipeline:
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
         self.lease = lease
+        self.catch_up = catch_up or CatchUp(None)
         self._enrich_max_delay = enrich_max_delay
         self._commit_interval = commit_interval
         self._commit_max_events = commit_max_events
@@ -531,6 +535,14 @@ class Pipeline:
         }
         self._commit_seconds_max = 0.0
         line = self.stats.report(extra)
-        keys = ("source_state", "total_events_out", "event_lag_seconds", "breaker_state")
+        line.update(self.catch_up.observe(line["event_lag_seconds"], line["events_out"]))
+        keys = (
+            "source_state",
+            "total_events_out",
+            "event_lag_seconds",
+            "event_time",
+            "breaker_state",
+        )
         self.heartbeat.beat(**{k: line[k] for k in keys})
+        self.heartbeat.beat(**{k: v for k, v in line.items() if k.startswith("backfill")})
         log.info("stats", **line)

@@ -91,7 +91,8 @@ class SseSource:
     and any connection that delivered no event (e.g. a 200 that closes at once), backs off
     exponentially: reconnecting in a tight loop would hammer Wikimedia. Each (re)connect sends the
     id of the last frame read as `Last-Event-ID`, starting from the committed position after a
-    restart.
+    restart. `since` (a backfill, see `producer.backfill`) is sent only while there is no id yet:
+    the service lets `Last-Event-ID` win anyway.
     """
 
     def __init__(
@@ -106,9 +107,11 @@ class SseSource:
         session: requests.Session | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         backoff_base: float = 1.0,
+        since: str | None = None,
     ) -> None:
         self.url = url
         self.last_event_id = last_event_id
+        self.since = since
         self._timeouts = (connect_timeout, read_timeout)
         self._backoff_cap = backoff_cap
         self._backoff_base = backoff_base
@@ -162,12 +165,18 @@ class SseSource:
 
     def _read_once(self) -> Iterator[RawEvent]:
         headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        params = {"since": self.since} if self.since and not self.last_event_id else None
         with self._session.get(
-            self.url, headers=headers, stream=True, timeout=self._timeouts
+            self.url, headers=headers, params=params, stream=True, timeout=self._timeouts
         ) as resp:
             _raise_for_stream_status(resp)
             self.state = "connected"
-            log.info("sse_connected", url=self.url, last_event_id=self.last_event_id)
+            log.info(
+                "sse_connected",
+                url=self.url,
+                last_event_id=self.last_event_id,
+                since=params["since"] if params else None,
+            )
             parser = SseParser(self._max_frame_bytes)
             # `read1` returns what has arrived instead of waiting to fill a buffer; decoded, in
             # case the server compresses (requests leaves `resp.raw` undecoded).
@@ -331,8 +340,10 @@ def open_source(
     backoff_cap: float = 60.0,
     wait_at_end: bool = False,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    since: str | None = None,
 ) -> SseSource | FileSource:
-    """`file://` URLs replay a recording; anything else is a live EventStreams endpoint."""
+    """`file://` URLs replay a recording (from its start: `since` does not apply); anything
+    else is a live EventStreams endpoint."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
@@ -349,4 +360,5 @@ def open_source(
         backoff_cap,
         stop,
         max_frame_bytes=max_frame_bytes,
+        since=since,
     )

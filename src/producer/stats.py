@@ -65,6 +65,7 @@ class Stats:
             line[f"by_type_{name}"] = self.by_type[name]
         last = self.last_event_dt
         line["event_lag_seconds"] = round(time.time() - last.timestamp(), 3) if last else None
+        line["event_time"] = last.isoformat() if last else None  # the newest published event
         line.update(extra)
         line.update({f"total_{name}": self.totals[name] for name in ("events_in", "events_out")})
         line["total_dlq"] = self.totals["dlq"]

@@ -62,6 +62,9 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
         # its labels (tests compare them), not the live default of 2 s. Tests of the deadline
         # set their own.
         "ENRICH_MAX_DELAY_SECONDS": "60",
+        # The stand-in's recordings are years old: a `since` of an hour ago would skip them all.
+        # Tests replay them as the live edge; test_backfill.py sets its own.
+        "BACKFILL_HOURS": "0",
         **extra,
     }
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from producer.sse import parse
 from tests.standins import LoopbackServer
@@ -89,7 +90,34 @@ def resume_index(frames: list[Frame], last_event_id: str | None) -> int:
     ts = _id_timestamp(last_event_id) if last_event_id else None
     if ts is None:
         return 0
-    return next((i for i, f in enumerate(frames) if f.timestamp_ms >= ts), len(frames))
+    return at_or_after(frames, ts)
+
+
+def at_or_after(frames: list[Frame], timestamp_ms: int) -> int:
+    return next((i for i, f in enumerate(frames) if f.timestamp_ms >= timestamp_ms), len(frames))
+
+
+def since_ms(value: str) -> int | None:
+    """EventStreams' `since`: milliseconds since the epoch, or an ISO 8601 timestamp."""
+    if value.isdigit():
+        return int(value)
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def start_index(
+    frames: list[Frame], last_event_id: str | None, since: str | None, live: int
+) -> int:
+    """Where a connection starts, as the service decides: `Last-Event-ID` wins over `since`;
+    with neither, at the live edge (`live`: the index of the first frame not yet history)."""
+    if last_event_id:
+        return resume_index(frames, last_event_id)
+    if since is not None:
+        ts = since_ms(since)
+        return live if ts is None else at_or_after(frames, ts)
+    return live
 
 
 FILLER = bytes(range(48, 58)) * 6554  # 65,540 bytes of "0123456789..." for huge data lines
@@ -134,6 +162,9 @@ class Behaviour:
     # "bad_chunk": a chunk size that is not hex; "stall": send nothing more (the client's read
     # timeout must fire); "empty": 200 and a clean end with no body at all.
     faults: list[tuple[str, int]] = field(default_factory=list)
+    # Index of the first frame that is "live": a connection with neither Last-Event-ID nor
+    # `?since=` starts there, like the service starts at now; 0 serves the whole recording.
+    live_from: int = 0
     stall_seconds: float = 30.0  # a stalled connection ends when the client leaves, or then
     connections: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -162,7 +193,11 @@ class _Handler(BaseHTTPRequestHandler):
         user_agent = self.headers.get("User-Agent", "")
         last_id = self.headers.get("Last-Event-ID")
         with b.lock:
-            b.connections.append({"user_agent": user_agent, "last_event_id": last_id})
+            query = parse_qs(urlsplit(self.path).query)
+            since = query["since"][0] if "since" in query else None
+            b.connections.append(
+                {"user_agent": user_agent, "last_event_id": last_id, "since": since}
+            )
             reject = b.reject_next > 0
             if reject:
                 b.reject_next -= 1
@@ -183,7 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         try:
-            if self._stream(resume_index(self.server.frames, last_id), b, *fault):
+            start = start_index(self.server.frames, last_id, since, b.live_from)
+            if self._stream(start, b, *fault):
                 self.wfile.write(b"0\r\n\r\n")  # the last chunk: a clean end of the response
         except (BrokenPipeError, ConnectionResetError):
             pass

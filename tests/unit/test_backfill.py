@@ -1,0 +1,58 @@
+"""Backfill: the `since` a first start asks for, the stand-in's answer to it, and the progress."""
+
+import json
+import threading
+from datetime import datetime, timezone
+from itertools import islice
+
+from producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp, since_for
+from producer.source import open_source
+from tests.standins.sse_server import since_ms
+from tests.standins import TEST_CONTACT
+
+USER_AGENT = f"WikiStreams/0.1 ({TEST_CONTACT}) python-requests"
+
+
+def test_since_is_an_hour_before_now_in_utc_and_off_at_zero():
+    now = datetime(2026, 11, 30, 12, 0, 30, tzinfo=timezone.utc)
+    assert since_for(1, now) == "2026-11-30T11:00:30Z"
+    assert since_for(0.5, now) == "2026-11-30T11:30:30Z"
+    assert since_for(0, now) is None
+    assert since_ms("2026-11-30T11:00:30Z") == int(
+        datetime(2026, 11, 30, 11, 0, 30, tzinfo=timezone.utc).timestamp() * 1000
+    )
+
+
+def test_the_source_asks_since_only_until_it_has_an_id(sse_server_factory, tmp_path):
+    from tests.conftest import recorded_files
+
+    recording = next(p for p in recorded_files() if "recentchange_9_frames" in p.name)
+    server = sse_server_factory([recording])
+    frames = server.frames
+    server.behaviour.live_from = len(frames)  # no `since`: the live edge, nothing recorded
+    server.behaviour.cut_after = 4
+    since = datetime.fromtimestamp(frames[2].timestamp_ms / 1000, timezone.utc).isoformat()
+    stop = threading.Event()
+    source = open_source(server.url, USER_AGENT, None, stop, since=since, backoff_cap=0.1)
+    got = list(islice(source, 7))
+    stop.set()
+    ids = [json.loads(raw.data)["meta"]["id"] for raw in got]
+    assert ids[0] == json.loads(frames[2].data)["meta"]["id"], "history starts at `since`"
+    first, second = server.behaviour.connections[:2]
+    assert first["since"] == since and first["last_event_id"] is None
+    assert second["since"] is None and second["last_event_id"], "then Last-Event-ID alone"
+
+
+def test_progress_estimates_the_time_left_and_reports_done_once():
+    catch_up = CatchUp("2026-11-30T11:00:30Z")
+    assert catch_up.observe(3600.0, 100)["backfill_eta_seconds"] is None  # one reading: no rate
+    catch_up._last = (catch_up._last[0] - 10, 3600.0)  # ten seconds ago the lag was 3,600 s
+    fields = catch_up.observe(3000.0, 5000)
+    assert fields["backfill"] == "catching_up"
+    assert 45 <= fields["backfill_eta_seconds"] <= 55, "600 s of lag gone in 10 s: 50 s left"
+    assert catch_up.observe(CAUGHT_UP_LAG_SECONDS - 1, 10) == {
+        "backfill": "done",
+        "backfill_eta_seconds": 0.0,
+    }
+    assert catch_up.observe(5.0, 10) == {"backfill": "done"}
+    assert CatchUp(None).observe(3600.0, 10) == {"backfill": "off"}
