@@ -62,6 +62,9 @@ BATCH = 500
 # Ids of the newest events kept in every position record besides those beyond the watermark: a
 # timestamp resume (EventStreams' ids) replays the events of the watermark's last instant.
 POSITION_RECENT_IDS = 200
+# At most this many events finished past the watermark (their ids go into every position
+# record): ~40 bytes each keeps a record far below Kafka's 1 MB, with the recent ids.
+MAX_IDS_BEYOND = 15_000
 
 
 # Delivery reports of records an abort took back: not failures, the batch is read again.
@@ -230,6 +233,13 @@ class Pipeline:
         """Handle up to BATCH inbox items; False once the source has ended or failed."""
         wait = self.enricher.seconds_to_next_deadline()
         timeout = IDLE_POLL_SECONDS if wait is None else min(wait, IDLE_POLL_SECONDS)
+        if self.tracker.beyond >= MAX_IDS_BEYOND:
+            # The position names every event published past the oldest parked one; a record
+            # over Kafka's limit could never commit. Read no further until labels (or their
+            # deadline) release it: the reader thread and the network wait meanwhile.
+            self.stats.add("position_full_waits")
+            time.sleep(max(timeout, 0.001))
+            return True
         try:
             item = self._inbox.get(timeout=max(timeout, 0.001))
         except queue.Empty:
@@ -251,7 +261,7 @@ class Pipeline:
                 )
                 return False
             handled += 1
-            if handled >= BATCH:
+            if handled >= BATCH or self.tracker.beyond >= MAX_IDS_BEYOND:
                 return True
             try:
                 item = self._inbox.get_nowait()

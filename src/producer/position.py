@@ -181,6 +181,11 @@ class DeliveryTracker:
                 self.position_changed_at = time.monotonic()
             self._low += 1
 
+    @property
+    def beyond(self) -> int:
+        """How many frames are finished past the watermark (each may add an id to the record)."""
+        return len(self._finished)
+
     def beyond_ids(self) -> list[str]:
         return [event_id for event_id in self._finished.values() if event_id is not None]
 

@@ -15,6 +15,7 @@ COUNTERS = (
     "delivery_errors",
     "duplicates_dropped",
     "canary_dropped",
+    "position_full_waits",  # inbox rounds skipped: too many events past the oldest parked one
 )
 
 

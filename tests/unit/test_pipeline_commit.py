@@ -5,7 +5,9 @@ Kafka itself is exercised by tests/integration/test_exactly_once.py."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
+import producer.pipeline as pipeline_module
 from producer.pipeline import Outcome, Pipeline
 from producer.position import Position, new_position
 from producer.sink import TransactionAborted
@@ -112,3 +114,42 @@ def test_nothing_new_means_no_commit():
     resume = new_position("sse-3", [])
     assert run(Pipeline(sink, "test", dedupe_window=100, resume=resume), []) is Outcome.OK
     assert sink.committed == []
+
+
+class SilentWorkers:
+    """Label workers that never answer: every entity edit waits for its deadline."""
+
+    cache = None
+    client = SimpleNamespace(
+        stats=SimpleNamespace(calls=0, errors=0, latency_ms_total=0.0, latency_ms_max=0.0)
+    )
+    paused_seconds = 0.0
+    breaker_state = "closed"
+
+    def request(self, entity_id: str) -> None:
+        pass
+
+    def start(self, callback) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_reading_waits_while_too_many_events_are_past_a_parked_one(monkeypatch):
+    """The position names every event published past the oldest parked entity edit; that list
+    is bounded, so a slow API holds the read instead of growing a record Kafka would refuse."""
+    monkeypatch.setattr(pipeline_module, "MAX_IDS_BEYOND", 5)
+    entity_edit = recorded_events(
+        next(recentchange_dir().rglob("editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl"))
+    )[0]
+    source = [RawEvent(entity_edit, "sse-entity"), *frames()]
+    sink = RecordingSink()
+    pipeline = Pipeline(
+        sink, "test", dedupe_window=100, workers=SilentWorkers(), enrich_max_delay=0.3
+    )
+    assert run(pipeline, source) is Outcome.OK
+    assert pipeline.stats.totals["position_full_waits"] > 0, "the read waited for the deadline"
+    published = [value for batch, _position in sink.committed for value in batch]
+    assert len(published) == len(source), "and nothing was lost meanwhile"
+    assert sink.committed[-1][1].last_event_id == source[-1].sse_id

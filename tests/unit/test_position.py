@@ -37,7 +37,7 @@ def test_ids_beyond_the_watermark_are_those_that_overtook_a_pending_frame():
     overtaking = [t.begin(f"sse-{i}") for i in range(1, 4)]
     for i, seq in enumerate(overtaking, start=1):
         t.done(seq, f"event-{i}")
-    assert t.position is None
+    assert t.position is None and t.beyond == 3
     assert t.beyond_ids() == ["event-1", "event-2", "event-3"]
     t.done(parked, "event-0")
     assert t.position == "sse-3" and t.beyond_ids() == []
