@@ -42,7 +42,7 @@ from producer.events import (
     enriched_record,
 )
 from producer.health import Heartbeat
-from producer.position import DeliveryTracker, Position, new_position
+from producer.position import RECENT_BELOW, DeliveryTracker, Position, new_position
 from producer.sink import (
     Fenced,
     KafkaSink,
@@ -59,12 +59,10 @@ log = structlog.get_logger("producer.pipeline")
 IDLE_POLL_SECONDS = 0.1
 # Inbox items handled between two rounds of housekeeping (Kafka poll, expiry, commit).
 BATCH = 500
-# Ids of the newest events kept in every position record besides those beyond the watermark: a
-# timestamp resume (EventStreams' ids) replays the events of the watermark's last instant.
-POSITION_RECENT_IDS = 200
 # At most this many events finished past the watermark (their ids go into every position
-# record): ~40 bytes each keeps a record far below Kafka's 1 MB, with the recent ids.
-MAX_IDS_BEYOND = 15_000
+# record, ~40 bytes each). With a resumed position's ids carried (as many again) and the
+# recent ones, a record stays under Kafka's 1 MB.
+MAX_IDS_BEYOND = 10_000
 
 
 # Delivery reports of records an abort took back: not failures, the batch is read again.
@@ -139,10 +137,10 @@ class Pipeline:
         self.source_name = source_name
         self.enricher = Enricher(workers, self._publish, enrich_max_delay)
         self.tracker = DeliveryTracker(position=resume.last_event_id if resume else None)
+        # Every id the resumed position names lies within this many frames of its watermark.
+        self.tracker.carry(resume.ids if resume else [], 2 * MAX_IDS_BEYOND + RECENT_BELOW)
         self.recent = RecentIds(dedupe_window)
         self.recent.remember(resume.ids if resume else ())
-        # The newest published ids, written with every position (see POSITION_RECENT_IDS).
-        self.published_ids: deque[str] = deque(maxlen=min(dedupe_window, POSITION_RECENT_IDS))
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
         self.lease = lease
@@ -338,7 +336,8 @@ class Pipeline:
             if change.is_canary:
                 self._drop(flight, "canary_dropped")
             elif self.recent.seen(change.meta.id):
-                self._drop(flight, "duplicates_dropped")
+                # Named again in the position: a later resume may replay it once more.
+                self._drop(flight, "duplicates_dropped", change.meta.id)
             else:
                 self.enricher.add(flight, change)
         except StageError as err:
@@ -368,7 +367,6 @@ class Pipeline:
         else:
             # Handed over: the next commit makes it visible with a position that covers it.
             self.tracker.done(flight.seq, change.meta.id)
-            self.published_ids.append(change.meta.id)
             self._uncommitted += 1
 
     def _delivered(self, flight: _InFlight, event_type: str, meta: Meta, err, _msg) -> None:
@@ -449,9 +447,9 @@ class Pipeline:
         )
         self.dead_letter(flight, StageError.from_exception("internal", exc))
 
-    def _drop(self, flight: _InFlight, counter: str) -> None:
+    def _drop(self, flight: _InFlight, counter: str, event_id: str | None = None) -> None:
         self.stats.add(counter)
-        self.tracker.done(flight.seq)
+        self.tracker.done(flight.seq, event_id)
 
     def _fail(self, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
         """End the run without committing what the open transaction holds."""
@@ -481,7 +479,7 @@ class Pipeline:
         if self.lease is not None and not self.lease.held:
             self._fail("lease lost: another copy of this producer is active", Outcome.STEPPED_DOWN)
             return
-        ids = list(dict.fromkeys([*self.published_ids, *self.tracker.beyond_ids()]))
+        ids = self.tracker.position_ids()
         try:
             self.sink.commit(new_position(position, ids).encode())
         except Fenced as exc:

@@ -3,8 +3,9 @@
 A position record says "every frame up to `last_event_id` is in Kafka, and so are these events
 beyond it". The second part is what makes a restart exact: enrichment lets events without an
 entity id overtake a parked entity edit, so at commit time some events past the watermark are
-already in Kafka. On resume they arrive again and are dropped by id. `ids` also holds the most
-recent events before the watermark, for the few the stream itself replays on a timestamp resume.
+already in Kafka. On resume they arrive again and are dropped by id. `ids` also holds the events
+of the newest frames up to the watermark (in frame order, not publish order): a timestamp
+resume replays the frames of the watermark's last instant, however long ago they were published.
 
 Records live in a compacted single-partition topic keyed by stream (`StreamIdentity.key`); the
 producer is stateless on disk. A reader uses `read_committed`, so a position of an aborted or
@@ -18,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -147,6 +149,10 @@ def read_position(bootstrap: str, topic: str, key: str, timeout: float = 30.0) -
         ) from exc
 
 
+# Frames at or below the watermark whose ids every position record keeps (see `below`).
+RECENT_BELOW = 200
+
+
 @dataclass
 class DeliveryTracker:
     """Turns out-of-order completions into a contiguous watermark, and the ids beyond it.
@@ -159,6 +165,13 @@ class DeliveryTracker:
 
     position: str | None = None
     position_changed_at: float = field(default_factory=time.monotonic)
+    # Event ids of the newest frames at or below the watermark, in frame order: a timestamp
+    # resume replays the frames of the watermark's last instant, whenever they were published.
+    below: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_BELOW))
+    # The resumed position's ids, named again until `_carry_until` frames have passed: their
+    # frames come after the resumed watermark and may not have been read again yet.
+    _carried: list[str] = field(default_factory=list)
+    _carry_until: int = 0
     _next_seq: int = 0
     _pending: dict[int, str | None] = field(default_factory=dict)
     _finished: dict[int, str | None] = field(default_factory=dict)
@@ -174,7 +187,9 @@ class DeliveryTracker:
         finished = self._finished
         finished[seq] = event_id
         while self._low in finished:
-            del finished[self._low]
+            passed = finished.pop(self._low)
+            if passed is not None:
+                self.below.append(passed)
             sse_id = self._pending.pop(self._low)
             if sse_id is not None:
                 self.position = sse_id
@@ -188,6 +203,15 @@ class DeliveryTracker:
 
     def beyond_ids(self) -> list[str]:
         return [event_id for event_id in self._finished.values() if event_id is not None]
+
+    def carry(self, ids: list[str], frames: int) -> None:
+        """Keep naming a resumed position's `ids` until `frames` frames are finished."""
+        self._carried, self._carry_until = list(ids), frames
+
+    def position_ids(self) -> list[str]:
+        """What a position record must name: the ids a resume from `position` may meet again."""
+        carried = self._carried if self._low < self._carry_until else []
+        return list(dict.fromkeys([*carried, *self.below, *self.beyond_ids()]))
 
     @property
     def in_flight(self) -> int:

@@ -80,3 +80,16 @@ def test_recent_ids_window_is_bounded():
     assert not r.seen("a") and not r.seen("b") and r.seen("a")
     assert not r.seen("c")  # evicts "a"
     assert not r.seen("a")
+
+
+def test_a_resumed_positions_ids_are_named_until_their_frames_are_surely_past():
+    """Events past the old watermark may not be read again before the next commit: the next
+    position must still name them, or a second crash would publish them twice."""
+    t = DeliveryTracker(position="w1")
+    t.carry(["old-beyond-1", "old-beyond-2"], frames=3)
+    first = t.begin("sse-1")
+    t.done(first, "new-1")
+    assert t.position_ids() == ["old-beyond-1", "old-beyond-2", "new-1"]
+    for i in range(2, 4):
+        t.done(t.begin(f"sse-{i}"), f"new-{i}")
+    assert "old-beyond-1" not in t.position_ids(), "three frames later they are behind"
