@@ -502,7 +502,8 @@ class KafkaSink:
 def _classify(exc: KafkaException) -> Exception:
     """A transactional failure as what the pipeline must do about it."""
     err = exc.args[0]
-    if err.fatal():
+    # After a fatal error (fencing) produce() reports the generic _FATAL code, not the flag.
+    if err.fatal() or err.code() in (KafkaError._FATAL, KafkaError._FENCED):
         return Fenced(f"{err.name()}: {err.str()}")
     if err.txn_requires_abort():
         return TransactionAborted(f"{err.name()}: {err.str()}")
