@@ -139,14 +139,17 @@ def build_pipeline(
 
 
 def run_active(
-    settings: Settings, stop: threading.Event, heartbeat: Heartbeat, lease: KafkaLease
+    settings: Settings,
+    identity: StreamIdentity,
+    stop: threading.Event,
+    heartbeat: Heartbeat,
+    lease: KafkaLease,
 ) -> Outcome:
     """One term as the active copy: fence, read the committed position, stream from it.
 
     Ends when `stop` is set, the source ends, the lease is lost or Kafka rolls the transaction
     back; the caller decides what comes next from the outcome.
     """
-    identity = stream_identity(settings)
     run_stop = threading.Event()  # this term only: set by `stop` or by losing the lease
 
     def watch() -> None:
@@ -230,7 +233,7 @@ def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> in
             if not lease.wait(stop, lambda: heartbeat.beat(role="standby", lease=lease.state)):
                 break
             try:
-                outcome = run_active(settings, stop, heartbeat, lease)
+                outcome = run_active(settings, identity, stop, heartbeat, lease)
             except PositionUnavailable as err:  # Kafka slow or away: try again
                 log.warning("position_unavailable", error=str(err)[:300])
                 outcome = Outcome.REWIND

@@ -551,6 +551,7 @@ class Pipeline:
             "event_time",
             "breaker_state",
         )
-        self.heartbeat.beat(**{k: line[k] for k in keys})
-        self.heartbeat.beat(**{k: v for k, v in line.items() if k.startswith("backfill")})
+        self.heartbeat.beat(
+            **{k: v for k, v in line.items() if k in keys or k.startswith("backfill")}
+        )
         log.info("stats", **line)
