@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON  ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
-NATIVE  := $(VPY) native/nativectl.py
+NATIVE  := $(VENV)/bin/wikistreams-native
+WITH_STACK := $(VPY) -m wikistreams.native.with_stack
 # What `make up` starts: the whole pipeline. `make up SERVICES="kafka druid"` narrows it.
 PIPELINE := zookeeper kafka druid producer superset observability
 SERVICES ?= $(PIPELINE)
@@ -37,11 +38,11 @@ up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first 
 	@# A bad producer setting (e.g. a placeholder USER_AGENT_CONTACT) stops here, in one line,
 	@# not minutes later once Kafka, Druid and Superset are up.
 	@case "$(PRODUCERS)" in 1|2) ;; *) echo "make up: PRODUCERS must be 1 or 2 natively (got '$(PRODUCERS)')" >&2; exit 2;; esac
-	$(if $(filter producer,$(SERVICES)),$(VPY) -m producer --check-config)
+	$(if $(filter producer,$(SERVICES)),$(VPY) -m wikistreams.producer --check-config)
 	@bash tools/exposure-check.sh --native
 	$(NATIVE) up $(UP_SERVICES)
 	@# A first start backfills BACKFILL_HOURS of history: one line, printed when it is over.
-	$(if $(filter producer,$(SERVICES)),@$(VPY) -m producer.backfill --timeout 1800 &)
+	$(if $(filter producer,$(SERVICES)),@$(VPY) -m wikistreams.producer.backfill --timeout 1800 &)
 
 compose-up: ## docker compose up -d, after warning about ports opened beyond loopback (.env)
 	bash tools/exposure-check.sh .env
@@ -60,7 +61,7 @@ clean: $(VPY) ## stop everything and wipe data under var/ (keeps downloaded jars
 	$(NATIVE) clean
 
 tools: ## build the Go tools the tests use (log store, collector) into var/bin
-	bash ops/logs/build.sh
+	bash logs/build.sh
 
 superset-install: ## native Superset 6.1.0 into var/superset-venv (pinned by superset/constraints.txt)
 	bash superset/native.sh install
@@ -72,7 +73,7 @@ superset-export: ## write the dashboard from Superset back into superset/dashboa
 	bash superset/export.sh
 
 test: $(VPY) tools superset-install ## unit + integration + E2E tests on the real native stack
-	$(VPY) native/with_stack.py -- $(VPY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+	$(WITH_STACK) -- $(VPY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 test-unit: $(VPY) ## unit tests only (no servers)
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -83,7 +84,7 @@ test-smoke: $(VPY) ## everything but the slow E2E tests, plus one smoke E2E
 lint: $(VPY) compose-check ## black --check, flake8, gofmt, compose file against the Compose Spec, actionlint
 	$(VPY) -m black --check .
 	$(VPY) -m flake8
-	test -z "$$(gofmt -l tools ops)"
+	test -z "$$(gofmt -l tools logs)"
 	bash tools/actionlint.sh
 
 compose-check: ## validate docker-compose.yml against the Compose Specification (no Docker needed)
@@ -94,8 +95,8 @@ fmt: $(VPY) ## format the code
 	$(VPY) -m black .
 
 bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
-	STACK_SERVICES=kafka $(VPY) native/with_stack.py -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
+	STACK_SERVICES=kafka $(WITH_STACK) -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
 
 capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~75 min; REPLACES the datasource) -> docs/capacity.md
 	$(VPY) -m pip install -q -e '.[bench]'
-	STACK_SERVICES="zookeeper kafka druid superset" $(VPY) native/with_stack.py -- $(VPY) -m benchmarks.capacity --report docs/capacity.md --json var/log/capacity.json $(CAPACITY_ARGS)
+	STACK_SERVICES="zookeeper kafka druid superset" $(WITH_STACK) -- $(VPY) -m benchmarks.capacity --report docs/capacity.md --json var/log/capacity.json $(CAPACITY_ARGS)

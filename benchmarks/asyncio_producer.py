@@ -5,7 +5,7 @@ replaces only the concurrency: one event loop instead of threads. The stream is 
 the Wikidata worker is a task calling the API with aiohttp (one request in flight, <= 50 ids,
 `maxlag`, Retry-After pauses the task), cache lookups run on the loop (SQLite is local), and
 Kafka polling, expiry and commits (events + position) are a periodic task. Its settings are the
-producer's, so the latency benchmark runs it exactly like `python -m producer`:
+producer's, so the latency benchmark runs it exactly like `python -m wikistreams.producer`:
 
     python -m benchmarks.asyncio_producer
 
@@ -24,15 +24,20 @@ from types import SimpleNamespace
 import aiohttp
 import structlog
 
-from producer.cache import open_cache
-from producer.config import load_settings
-from producer.enrich import BREAKER_STATES, Answer
-from producer.health import Heartbeat
-from producer.logs import configure_logging
-from producer.main import build_pipeline, build_sink, prepare_kafka, stream_identity
-from producer.source import RawEvent
-from producer.sse import SseParser
-from producer.wikidata import MAX_IDS_PER_CALL, ApiStats, parse_entities, wbgetentities_params
+from wikistreams.producer.cache import open_cache
+from wikistreams.producer.config import load_settings
+from wikistreams.producer.enrich import BREAKER_STATES, Answer
+from wikistreams.producer.health import Heartbeat
+from wikistreams.producer.logs import configure_logging
+from wikistreams.producer.main import build_pipeline, build_sink, prepare_kafka, stream_identity
+from wikistreams.producer.source import RawEvent
+from wikistreams.producer.sse import SseParser
+from wikistreams.producer.wikidata import (
+    MAX_IDS_PER_CALL,
+    ApiStats,
+    parse_entities,
+    wbgetentities_params,
+)
 
 log = structlog.get_logger("benchmarks.asyncio_producer")
 

@@ -1,7 +1,8 @@
 """What both benchmarks share: throw-away Kafka topics, the producer as a subprocess, statistics.
 
-The producer is measured black-box, as production runs it (`python -m producer` configured by
-environment), so the benchmarks keep working while its internals are rewritten. Timings come
+The producer is measured black-box, as production runs it (`python -m wikistreams.producer`
+configured by environment), so the benchmarks keep working while its internals are rewritten.
+Timings come
 from Kafka record timestamps (CreateTime, set when the producer calls `produce()`), not from the
 producer's logs, and the process's peak RSS from its own high-water mark (`VmHWM`).
 """
@@ -141,21 +142,21 @@ def read_topic(topic: str, timeout: float = 120.0) -> list[Record]:
 
 
 def _producer_setting_names() -> set[str]:
-    from producer.config import Settings
+    from wikistreams.producer.config import Settings
 
     return {name.upper() for name in Settings.model_fields}
 
 
 def settings_default(name: str, fallback):
     """A setting's default from the producer's settings model (fallback if it has no such one)."""
-    from producer.config import Settings
+    from wikistreams.producer.config import Settings
 
     field = Settings.model_fields.get(name)
     return fallback if field is None else field.default
 
 
 class ProducerProcess:
-    """`python -m producer` in its own working directory, with every setting from `env`.
+    """`python -m wikistreams.producer` in its own working directory, with every setting from `env`.
 
     Producer settings inherited from the caller's environment (e.g. `make ... SSE_URL=`) are
     dropped, so a run is configured only by what the benchmark passes. Output goes to a log file.

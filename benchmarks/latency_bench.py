@@ -1,7 +1,8 @@
 """How late events reach Kafka, measured the way production meets the producer.
 
 Per scenario: fresh topics, the Wikidata stand-in answering after `delay_seconds` (or in an
-outage), the paced load stand-in (`benchmarks/load.py`) and `python -m producer` as a process.
+outage), the paced load stand-in (`benchmarks/load.py`) and `python -m wikistreams.producer` as a
+process.
 Latency of an event = its Kafka record timestamp (CreateTime, set at `produce()`) minus the time
 the load stand-in wrote its frame, joined on `event_id` (= `meta.id`). Events without an entity
 id and entity edits are reported apart: the first must not wait for the API, the second may.

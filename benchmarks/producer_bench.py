@@ -3,7 +3,7 @@
 The ceiling is the least per-event work any Python producer of this stream must do: parse the
 frame with the source's own parser (`producer.source.FileSource`), `json.loads` it, and
 `Producer.produce()` its bytes with the producer's own Kafka settings, polling and flushing,
-all in one process. The pipeline is `python -m producer` replaying the same file
+all in one process. The pipeline is `python -m wikistreams.producer` replaying the same file
 (`SSE_URL=file://...`, `REPLAY_SPEED=fast`, `REPLAY_AT_END=exit`), once with enrichment off and
 once with a warm label cache (a first run fills `CACHE_DB_PATH`). Both rates are records / (last
 - first Kafka record timestamp), so start-up does not count; the ratio between them, measured in
@@ -29,8 +29,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from benchmarks import harness
-from producer.sink import producer_config
-from producer.source import FileSource
+from wikistreams.producer.sink import producer_config
+from wikistreams.producer.source import FileSource
 from benchmarks.load import DT_MARK, ENTITY_SHARE, EventMix, frame, iso_ms
 from tests.standins.wikidata_api import WikidataStandIn
 
@@ -193,8 +193,8 @@ def stage_rates(path: Path, limit: int) -> dict[str, float | None]:
 
     timed("json.loads", json.loads)
     try:
-        from producer.decode import decode_event
-        from producer.events import EnrichedEvent
+        from wikistreams.producer.decode import decode_event
+        from wikistreams.producer.events import EnrichedEvent
 
         timed("decode + validate (producer.decode)", decode_event)
         timed(

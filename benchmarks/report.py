@@ -118,7 +118,7 @@ def _header(results: dict) -> str:
 - Software: {versions}; Kafka: the native broker at {harness.KAFKA}
 - Producer: checkout {results.get("checkout") or _checkout()}
 
-The producer runs as `python -m producer` (a subprocess configured by environment, as in
+The producer runs as `python -m wikistreams.producer` (a subprocess configured by environment, as in
 production) against local stand-ins for EventStreams (`benchmarks/load.py`: a paced, real-shaped
 mix built from the recordings in `tests/data/recorded/recentchange`) and the Wikidata API
 (`tests/standins/wikidata_api.py`, with an added answer delay), and the real Kafka.
@@ -417,7 +417,7 @@ def _throughput(throughput: dict | None) -> str:
         " Wikidata entity edits with their recorded ids, unique `meta.id`s), replayed flat out."
         " The ceiling is this stream through the source's frame parser, `json.loads` and"
         " `produce()` (the producer's Kafka settings) in one process; the pipeline is"
-        " `python -m producer` replaying the same file. Medians of"
+        " `python -m wikistreams.producer` replaying the same file. Medians of"
         f" {t['repeat']} round(s); records/s between the first and the last record timestamp.\n",
         "| run | records/s | vs ceiling | peak RSS | notes |",
         "|---|---:|---:|---:|---|",

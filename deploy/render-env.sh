@@ -33,7 +33,7 @@ fi
 # The producer's own contact rule (stdlib Python, no install needed): a placeholder or reserved
 # domain here would reach Wikimedia as the operator's contact.
 contact=$(sed -n "s/^USER_AGENT_CONTACT='\(.*\)'$/\1/p" "$tmp")
-python3 "$(dirname "$0")/../src/producer/contact.py" "$contact" ||
+python3 "$(dirname "$0")/../src/wikistreams/producer/contact.py" "$contact" ||
   { echo "render-env: fix $ssm_path/USER_AGENT_CONTACT" >&2; exit 1; }
 # Readable by the docker group (the deploy user runs compose): its members are root-equivalent
 # anyway, since `docker inspect` shows every container's environment.

@@ -40,14 +40,14 @@ def recorded_events(path: Path) -> list[bytes]:
     file source, so tests and producer agree on what a recording contains."""
     import threading
 
-    from producer.source import FileSource
+    from wikistreams.producer.source import FileSource
 
     return [raw.data for raw in FileSource(path, "fast", None, threading.Event())]
 
 
 def event_ids(path: Path) -> list[str]:
     """`meta.id` of every event of a recording, in order (duplicates kept)."""
-    from producer.decode import decode_event
+    from wikistreams.producer.decode import decode_event
 
     return [decode_event(data).meta.id for data in recorded_events(path)]
 

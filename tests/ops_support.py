@@ -120,9 +120,9 @@ def free_port() -> int:
 
 
 def victorialogs_env() -> dict[str, str]:
-    """ops/logs/victorialogs.env as a dict (the same file compose and services.toml use)."""
+    """logs/victorialogs.env as a dict (the same file compose and services.toml use)."""
     env = {}
-    for line in (ROOT / "ops" / "logs" / "victorialogs.env").read_text().splitlines():
+    for line in (ROOT / "logs" / "victorialogs.env").read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
@@ -175,7 +175,7 @@ class LogStack:
         }
         stack.processes.append(
             subprocess.Popen(
-                [str(COLLECTOR), "--config", str(ROOT / "ops" / "logs" / "otelcol.yaml")],
+                [str(COLLECTOR), "--config", str(ROOT / "logs" / "otelcol.yaml")],
                 env=collector_env,
                 stdout=open(workdir / "collector.out", "wb"),
                 stderr=subprocess.STDOUT,

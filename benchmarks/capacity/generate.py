@@ -86,8 +86,8 @@ from pathlib import Path
 import orjson
 
 from benchmarks.load import ENTITY_SHARE, WIKIDATA, _recorded_events
-from producer.events import EnrichedEvent
-from producer.wikidata import entity_id_for
+from wikistreams.producer.events import EnrichedEvent
+from wikistreams.producer.wikidata import entity_id_for
 from tests.standins import data_dir, recentchange_dir
 
 DEFAULT_RATE = 30.0
@@ -601,7 +601,7 @@ def write_kafka(
     """
     from confluent_kafka import Producer
 
-    from producer.sink import ensure_topics, producer_config
+    from wikistreams.producer.sink import ensure_topics, producer_config
 
     ensure_topics(bootstrap, [topic], partitions, replication=1)
     failed: list[str] = []

@@ -1,7 +1,7 @@
 """Druid's side of a capacity run: ingest through the project's supervisor, then measure.
 
 The data goes in the way production data does: `druid/ingestion-spec.json` rendered by
-`wikistreams_ops.druid_supervisor.render_spec` (only the topic differs) and auto-compaction from
+`wikistreams.druid.supervisor.render_spec` (only the topic differs) and auto-compaction from
 `druid/compaction-config.json`. What is measured:
 
 - the ingestion rate and the lag while catching up (supervisor status, every few seconds);
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.capacity.storage_eval import dir_bytes as tree_bytes
-from wikistreams_ops.druid_supervisor import (
+from wikistreams.druid.supervisor import (
     DEFAULT_COMPACTION,
     DruidClient,
     DruidError,

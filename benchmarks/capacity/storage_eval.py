@@ -734,11 +734,11 @@ def write_sample_parquet(path: str | Path, end: datetime | None = None, span_s: 
     repo = Path(__file__).resolve().parents[2]
     if str(repo / "src") not in sys.path:
         sys.path.insert(0, str(repo / "src"))
-    from producer.decode import decode_event
-    from producer.events import EnrichedEvent, enriched_record, format_event_time
-    from producer.events import WikidataLabels
-    from producer.source import FileSource
-    from producer.wikidata import entity_id_for
+    from wikistreams.producer.decode import decode_event
+    from wikistreams.producer.events import EnrichedEvent, enriched_record, format_event_time
+    from wikistreams.producer.events import WikidataLabels
+    from wikistreams.producer.source import FileSource
+    from wikistreams.producer.wikidata import entity_id_for
 
     records = []
     root = repo / "tests" / "data" / "recorded" / "recentchange"

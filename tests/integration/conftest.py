@@ -1,11 +1,11 @@
 """Fixtures for tests against the real native stack (Kafka, Druid, Superset).
 
-The stack is started by `make test` (native/with_stack.py). A server that is not there is a
-broken setup, so these fixtures fail with the command to run instead of skipping.
+The stack is started by `make test` (`wikistreams.native.with_stack`). A server that is not
+there is a broken setup, so these fixtures fail with the command to run instead of skipping.
 
 ``druid_with_data``: the Druid datasource ``wikimedia_recentchange`` holding the recorded
 recentchange events, put there the way production does it: the Kafka supervisor from
-``druid/ingestion-spec.json`` and ``python -m producer`` replaying the recordings in
+``druid/ingestion-spec.json`` and ``python -m wikistreams.producer`` replaying the recordings in
 ``tests/data/recorded`` (Wikidata labels from the local stand-in API, never the internet).
 Rows already there are reused, so a session feeds the topic at most once.
 """
@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from producer.config import Settings
-from producer.position import Position, StreamIdentity, read_position
-from producer.sink import ensure_topics
+from wikistreams.producer.config import Settings
+from wikistreams.producer.position import Position, StreamIdentity, read_position
+from wikistreams.producer.sink import ensure_topics
 from tests.standins import REPO_ROOT, TEST_CONTACT, recentchange_dir
-from wikistreams_ops.druid_supervisor import DruidClient, DruidError, render_spec
+from wikistreams.druid.supervisor import DruidClient, DruidError, render_spec
 
 ROOT = REPO_ROOT
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -45,8 +45,8 @@ RECORDED_WINDOW = "__time >= TIMESTAMP '2018-03-07 00:00:00' AND __time < TIMEST
 
 
 def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **extra: str) -> dict:
-    """Environment for `python -m producer` in a test: its own topic (so its own position,
-    keyed by topic and source) and label cache."""
+    """Environment for `python -m wikistreams.producer` in a test: its own topic (so its own
+    position, keyed by topic and source) and label cache."""
     return {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
@@ -101,7 +101,7 @@ def delete_topics(*topics: str) -> None:
 def run_producer(workdir: Path, env: dict) -> subprocess.CompletedProcess:
     """The real producer as a process, replaying a file until it ends."""
     return subprocess.run(
-        [sys.executable, "-m", "producer"],
+        [sys.executable, "-m", "wikistreams.producer"],
         env=env,
         cwd=workdir,
         capture_output=True,

@@ -26,7 +26,7 @@ def test_submit_tool_updates_instead_of_duplicating(e2e_context):
     cmd = [
         sys.executable,
         "-m",
-        "wikistreams_ops.druid_supervisor",
+        "wikistreams.druid.supervisor",
         "submit",
         f"--topic={ctx.topic}",
         f"--datasource={ctx.datasource}",

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.pipeline import Pipeline
-from producer.sink import KafkaSink, ensure_topics, producer_config
-from producer.source import FileSource
+from wikistreams.producer.pipeline import Pipeline
+from wikistreams.producer.sink import KafkaSink, ensure_topics, producer_config
+from wikistreams.producer.source import FileSource
 from tests.conftest import recorded_events, recorded_files
 from tests.integration.conftest import KAFKA, delete_topics
 

@@ -1,6 +1,6 @@
 """Every LogsQL query of the four dashboards and of every alert rule returns data.
 
-A real VictoriaLogs and the real collector (var/bin, built by ops/logs/build.sh) run on a free
+A real VictoriaLogs and the real collector (var/bin, built by logs/build.sh) run on a free
 loopback port with a temporary directory. Log files appear in the collector's directory the way
 the native stack writes them (var/log/<service>.log), the collector ships them, and then each
 query read from grafana/ (not from the generator) runs through the same HTTP endpoints the Grafana
@@ -9,7 +9,8 @@ datasource uses. A query that returns nothing from representative input is a def
 Inputs, from the most to the least real (which ones were used is printed in the test summary):
 * docker-stats-logger: the real program polling a stand-in dockerd that serves the recorded
   Docker stats samples, plus one real run against a missing socket (its error line).
-* producer: the real producer (``python -m producer``) replaying recorded recentchange events
+* producer: the real producer (``python -m wikistreams.producer``) replaying recorded
+  recentchange events
   when Kafka answers on KAFKA_BOOTSTRAP_SERVERS (``make test`` starts it); otherwise
   ``temporary_contract_producer_lines`` -- lines built from docs/contracts.md, a stop-gap.
 * Druid: metric lines from var/log/druid-*.log when the Druid stack has run here; metrics it did
@@ -51,7 +52,7 @@ def _binaries_built():
     """`make test` builds them first; a missing binary is a broken setup, not a reason to skip."""
     missing = [str(p) for p in (VICTORIA_LOGS, COLLECTOR) if not p.exists()]
     if missing:
-        pytest.fail(f"not built: {', '.join(missing)}; run `make tools` (ops/logs/build.sh)")
+        pytest.fail(f"not built: {', '.join(missing)}; run `make tools` (logs/build.sh)")
 
 
 QUERIES = provisioned_queries()
@@ -72,14 +73,14 @@ def write_docker_stats_logger_log(log_file: Path, workdir: Path) -> None:
     with open(log_file, "ab") as out:
         with FakeDockerd(sock, recorded_docker_stats()):
             subprocess.run(
-                [sys.executable, "-m", "ops.docker_stats_logger"],
+                [sys.executable, "-m", "wikistreams.resources"],
                 env={**env, "DOCKER_SOCKET": sock},
                 stdout=out,
                 check=True,
                 timeout=60,
             )
         subprocess.run(  # dockerd gone: the logger reports it as an error line and goes on
-            [sys.executable, "-m", "ops.docker_stats_logger"],
+            [sys.executable, "-m", "wikistreams.resources"],
             env={**env, "DOCKER_SOCKET": str(workdir / "no-such.sock")},
             stdout=out,
             check=True,
@@ -113,7 +114,8 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
 
 
 def run_real_producer(log_file: Path, workdir: Path) -> str | None:
-    """Replay recorded events through ``python -m producer``; its stdout is the log file.
+    """Replay recorded events through ``python -m wikistreams.producer``; its stdout is the log
+    file.
 
     The recording gets one truncated JSON line appended so that the run also shows a dead letter
     (stage parse). Returns the reason when the producer cannot run here (no Kafka, no producer
@@ -155,7 +157,7 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
         }
         with open(log_file, "ab") as out:
             done = subprocess.run(
-                [sys.executable, "-m", "producer"],
+                [sys.executable, "-m", "wikistreams.producer"],
                 env=env,
                 cwd=workdir,
                 stdout=out,

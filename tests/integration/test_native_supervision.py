@@ -26,9 +26,7 @@ from tests.integration.conftest import KAFKA, delete_topics, producer_env
 from tests.conftest import wait_until
 from tests.standins import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "native"))
-
-import nativectl  # noqa: E402
+from wikistreams.native import nativectl
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +54,7 @@ class Launcher:
         self.env = {**(env or os.environ), "NATIVECTL_SERVICES_FILE": str(services)}
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        argv = [sys.executable, str(REPO_ROOT / "native" / "nativectl.py"), *args]
+        argv = [sys.executable, "-m", "wikistreams.native.nativectl", *args]
         done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=300)
         if check:
             assert done.returncode == 0, f"nativectl {' '.join(args)}:\n{done.stdout}{done.stderr}"
@@ -132,8 +130,8 @@ def test_killed_service_is_restarted_and_down_stops_it_for_good(tmp_path):
 
 
 def test_killed_producer_is_restarted(tmp_path, wikidata_api):
-    """The real producer (`python -m producer`, as services.toml runs it, without the Druid
-    supervisor submit) replaying the sample into a topic of its own on the shared Kafka."""
+    """The real producer (`python -m wikistreams.producer`, as services.toml runs it, without the
+    Druid supervisor submit) replaying the sample into a topic of its own on the shared Kafka."""
     if not nativectl.check_kafka(KAFKA):
         pytest.fail(f"Kafka is not running on {KAFKA}; run the tests with `make test`")
     port = free_port()
@@ -147,7 +145,7 @@ def test_killed_producer_is_restarted(tmp_path, wikidata_api):
         health = {{ http = "http://127.0.0.1:{port}/health" }}
         start_timeout = 120
         env = {{ PYTHONUNBUFFERED = "1", REPLAY_AT_END = "wait" }}
-        command = ["{sys.executable}", "-m", "producer"]
+        command = ["{sys.executable}", "-m", "wikistreams.producer"]
         """,
         env,
     )

@@ -1,8 +1,9 @@
 """What production does to a producer, against real Kafka: every fault contained.
 
-Each test runs `python -m producer` as a process, fed by the EventStreams stand-in (recorded
-events) and the Wikidata stand-in, and checks the same three things: good events are delivered,
-bad ones are dead-lettered with a reason, and the process keeps running and exits 0 on SIGTERM.
+Each test runs `python -m wikistreams.producer` as a process, fed by the EventStreams stand-in
+(recorded events) and the Wikidata stand-in, and checks the same three things: good events are
+delivered, bad ones are dead-lettered with a reason, and the process keeps running and exits 0 on
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter
 import pytest
 import requests
 
-from producer.sink import decode_headers
+from wikistreams.producer.sink import decode_headers
 from tests.conftest import event_ids, wait_until
 from tests.integration.conftest import KAFKA, committed_position, delete_topics
 from tests.integration.test_producer_kafka import Producer, read_topic, recording, topic  # noqa
@@ -330,7 +331,7 @@ def test_network_faults_on_the_stream_reconnect_and_resume(
 def test_records_wait_for_kafka_instead_of_failing():
     """No delivery deadline: while no broker answers, a record neither fails nor is dropped;
     the sink says `unreachable`; when the broker appears, the record is delivered."""
-    from producer.sink import KafkaSink, ensure_topics, producer_config
+    from wikistreams.producer.sink import KafkaSink, ensure_topics, producer_config
 
     host, port = KAFKA.split(":")
     relay = _Forwarder((host, int(port)))

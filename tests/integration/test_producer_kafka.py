@@ -20,8 +20,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from producer.decode import decode_event
-from producer.sink import KafkaSink, dead_letter_headers, decode_headers, producer_config
+from wikistreams.producer.decode import decode_event
+from wikistreams.producer.sink import (
+    KafkaSink,
+    dead_letter_headers,
+    decode_headers,
+    producer_config,
+)
 from tests.conftest import event_ids
 from tests.integration.conftest import KAFKA, committed_position, delete_topics, producer_env
 from tests.standins import recentchange_dir
@@ -60,7 +65,7 @@ def read_topic(topic: str, expect: int = 0, timeout: float = 60.0, distinct: boo
 
 
 class Producer:
-    """`python -m producer` in its own work dir, with settings for one test."""
+    """`python -m wikistreams.producer` in its own work dir, with settings for one test."""
 
     def __init__(self, tmp: Path, sse_url: str, wikidata_url: str, topic: str, **env: str):
         self.tmp = tmp
@@ -83,7 +88,7 @@ class Producer:
         self.runs += 1
         log = (self.tmp / f"producer-{self.runs}.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "producer"], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "wikistreams.producer"], env=self.env, stdout=log, stderr=log
         )
 
     def logs(self) -> list[dict]:
@@ -168,7 +173,7 @@ def test_dead_letters_replay_once(tmp_path, topic, wikidata):
     polars = recording("polars-book_wikimedia_enwiki_2023-07-29.jsonl")
     good = polars.read_bytes().splitlines()[5]
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), topic, f"{topic}.dlq")
-    from producer.sink import ensure_topics
+    from wikistreams.producer.sink import ensure_topics
 
     ensure_topics(KAFKA, [topic, f"{topic}.dlq"], 1, 1)
     results = []
@@ -178,7 +183,7 @@ def test_dead_letters_replay_once(tmp_path, topic, wikidata):
     assert sink.flush() == 0 and results == [None, None]
 
     env = Producer(tmp_path, "file:///dev/null", wikidata.url, topic).env
-    cmd = [sys.executable, "-m", "producer.dlq_cli"]
+    cmd = [sys.executable, "-m", "wikistreams.producer.dlq_cli"]
     first = subprocess.run([*cmd, "replay"], env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "replayed 2: 1 delivered, 1 dead-lettered again" in first.stdout

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from producer.cache import RedisLabelCache
-from producer.events import WikidataLabels
+from wikistreams.producer.cache import RedisLabelCache
+from wikistreams.producer.events import WikidataLabels
 
 pytestmark = pytest.mark.integration
 

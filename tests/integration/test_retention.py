@@ -30,10 +30,15 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from producer.config import DAY_MS, HOUR_MS
-from producer.decode import decode_event
-from producer.events import EnrichedEvent, encode_record, enriched_record, format_event_time
-from producer.sink import TopicRetention, ensure_topics
+from wikistreams.producer.config import DAY_MS, HOUR_MS
+from wikistreams.producer.decode import decode_event
+from wikistreams.producer.events import (
+    EnrichedEvent,
+    encode_record,
+    enriched_record,
+    format_event_time,
+)
+from wikistreams.producer.sink import TopicRetention, ensure_topics
 from tests.conftest import wait_until
 from tests.integration.conftest import (
     BROKER,
@@ -45,7 +50,7 @@ from tests.integration.conftest import (
     run_producer,
 )
 from tests.standins import REPO_ROOT, recentchange_dir
-from wikistreams_ops.druid_supervisor import DruidError
+from wikistreams.druid.supervisor import DruidError
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +210,7 @@ class RetentionContext:
         cmd = [
             sys.executable,
             "-m",
-            "wikistreams_ops.druid_supervisor",
+            "wikistreams.druid.supervisor",
             "submit",
             f"--topic={self.topic}",
             f"--datasource={self.datasource}",

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from producer.sse import parse
+from wikistreams.producer.sse import parse
 from tests.standins import LoopbackServer
 
 TOPIC = "eqiad.mediawiki.recentchange"

@@ -5,8 +5,8 @@ import threading
 from datetime import datetime, timezone
 from itertools import islice
 
-from producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp, since_for
-from producer.source import open_source
+from wikistreams.producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp, since_for
+from wikistreams.producer.source import open_source
 from tests.standins.sse_server import since_ms
 from tests.standins import TEST_CONTACT
 

@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 from structlog.testing import capture_logs
 
-from producer.cache import SqliteLabelCache
-from producer.events import WikidataLabels
+from wikistreams.producer.cache import SqliteLabelCache
+from wikistreams.producer.events import WikidataLabels
 
 
 class Clock:

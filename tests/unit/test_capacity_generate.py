@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from benchmarks.capacity import generate
-from producer.events import EnrichedEvent, format_event_time
-from producer.wikidata import entity_id_for
+from wikistreams.producer.events import EnrichedEvent, format_event_time
+from wikistreams.producer.wikidata import entity_id_for
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -231,7 +231,7 @@ class _FakeProducer:
 def test_write_kafka_produces_every_record_with_the_producers_settings(monkeypatch):
     import confluent_kafka
 
-    import producer.sink
+    from wikistreams.producer import sink as producer_sink
 
     made: list[_FakeProducer] = []
     topics: list[tuple] = []
@@ -241,7 +241,7 @@ def test_write_kafka_produces_every_record_with_the_producers_settings(monkeypat
         return made[-1]
 
     monkeypatch.setattr(confluent_kafka, "Producer", fake_producer)
-    monkeypatch.setattr(producer.sink, "ensure_topics", lambda *a, **k: topics.append(a))
+    monkeypatch.setattr(producer_sink, "ensure_topics", lambda *a, **k: topics.append(a))
     result = generate.write_kafka("kafka:9092", "t", START, 0.001, rate=30.0, seed=2)
     fake = made[0]
     expected = list(generate.records(START, 0.001, rate=30.0, seed=2))
@@ -249,7 +249,7 @@ def test_write_kafka_produces_every_record_with_the_producers_settings(monkeypat
     assert result["bytes"] == sum(len(v) for _, v, _ in fake.sent)
     assert topics == [("kafka:9092", ["t"], 3)]
     config = {k: v for k, v in fake.config.items() if k != "on_delivery"}
-    assert config == producer.sink.producer_config("kafka:9092", "zstd", 50)
+    assert config == producer_sink.producer_config("kafka:9092", "zstd", 50)
     for (topic, value, key), record in zip(fake.sent, expected):
         assert topic == "t" and orjson.loads(value) == record
         assert key == f"{record['wiki']}:{record['title']}".encode()

@@ -533,11 +533,11 @@ def test_no_service_reads_the_root_env_file(project):
     for name, service in project["services"].items():
         for env_file in service.get("env_file", []):
             path = Path(env_file["path"])
-            assert path.name != ".env" and path.is_relative_to(ROOT / "ops"), f"{name}: {path}"
+            assert path.name != ".env" and path.is_relative_to(ROOT / "logs"), f"{name}: {path}"
 
 
 def _producer_settings() -> set[str]:
-    from producer.config import Settings, TopicSettings
+    from wikistreams.producer.config import Settings, TopicSettings
 
     return {field.upper() for model in (Settings, TopicSettings) for field in model.model_fields}
 
@@ -546,8 +546,8 @@ def _druid_submit_settings() -> set[str]:
     """What `wikistreams-druid submit` reads: its options' envvars and TopicSettings."""
     import typer.main
 
-    from producer.config import TopicSettings
-    from wikistreams_ops.druid_supervisor import app
+    from wikistreams.producer.config import TopicSettings
+    from wikistreams.druid.supervisor import app
 
     submit = typer.main.get_command(app).commands["submit"]
     envvars = set()
@@ -607,7 +607,7 @@ def test_an_unset_pass_through_setting_stays_unset(compose_check, tmp_path):
 
 SOCKET_PROXY = "docker-api-proxy"
 DOCKER_API_CLIENTS = {"alloy", "docker-stats-logger"}
-ALLOY_CONFIG = ROOT / "ops" / "logs" / "alloy" / "config.alloy"
+ALLOY_CONFIG = ROOT / "logs" / "alloy" / "config.alloy"
 
 
 def _flags(service: dict[str, Any]) -> dict[str, list[str]]:

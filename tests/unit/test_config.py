@@ -1,6 +1,6 @@
 import pytest
 
-from producer.config import SettingsError, load_settings
+from wikistreams.producer.config import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

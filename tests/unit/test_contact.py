@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from producer.config import SettingsError, load_settings
-from producer.contact import ContactError, check_contact, published_values
+from wikistreams.producer.config import SettingsError, load_settings
+from wikistreams.producer.contact import ContactError, check_contact, published_values
 from tests.standins import REPO_ROOT
 
 ACCEPTED = [
@@ -75,7 +75,7 @@ def test_a_copied_env_example_refuses_to_start_the_producer(tmp_path, monkeypatc
 
 def test_runs_without_the_project_installed():
     """deploy/render-env.sh runs the file with a bare python3 on the VM."""
-    script = REPO_ROOT / "src" / "producer" / "contact.py"
+    script = REPO_ROOT / "src" / "wikistreams" / "producer" / "contact.py"
     env = {"PATH": "/usr/bin:/bin"}
     ok = subprocess.run([sys.executable, "-S", str(script), "ops@wikistreams.dev"], env=env)
     assert ok.returncode == 0

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from producer.cache import SqliteLabelCache
-from producer.decode import decode_event
-from producer.enrich import Answer, Enricher, LabelWorkers, make_breaker
-from producer.events import WikidataLabels
-from producer.wikidata import WikidataClient
+from wikistreams.producer.cache import SqliteLabelCache
+from wikistreams.producer.decode import decode_event
+from wikistreams.producer.enrich import Answer, Enricher, LabelWorkers, make_breaker
+from wikistreams.producer.events import WikidataLabels
+from wikistreams.producer.wikidata import WikidataClient
 from tests.conftest import USER_AGENT
 
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from producer.decode import StageError, decode_event
-from producer.events import (
+from wikistreams.producer.decode import StageError, decode_event
+from wikistreams.producer.events import (
     EnrichedEvent,
     WikidataLabels,
     druid_dimensions,
@@ -14,7 +14,7 @@ from producer.events import (
 )
 from tests.conftest import recorded_events, recorded_files
 from tests.standins import REPO_ROOT
-from wikistreams_ops.druid_supervisor import DEFAULT_DATASOURCE
+from wikistreams.druid.supervisor import DEFAULT_DATASOURCE
 
 
 def test_every_recorded_event_validates():

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_until
+from wikistreams.native import nativectl
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "native"))
 
-import nativectl  # noqa: E402
-from tests.conftest import wait_until  # noqa: E402
-
-NATIVECTL = [sys.executable, str(ROOT / "native" / "nativectl.py")]
+NATIVECTL = [sys.executable, "-m", "wikistreams.native.nativectl"]
 
 
 def make_config(tmp_path: Path, toml: str) -> nativectl.Config:
@@ -76,7 +75,7 @@ def test_producer_standby_is_a_second_copy_on_its_own_health_port():
     assert cfg.expand(standby.cwd, standby) == cfg.expand(primary.cwd, primary)
     assert cfg.expand(standby.data, standby) == cfg.expand(primary.data, primary)
     assert "CACHE_DB_PATH" not in standby.env and "CACHE_DB_PATH" not in primary.env
-    assert cfg.expand_argv(standby.command, standby)[-2:] == ["-m", "producer"]
+    assert cfg.expand_argv(standby.command, standby)[-2:] == ["-m", "wikistreams.producer"]
 
 
 def test_make_up_adds_the_standby_only_with_producers_2():
@@ -89,7 +88,7 @@ def test_make_up_adds_the_standby_only_with_producers_2():
             env={k: v for k, v in os.environ.items() if k not in {"PRODUCERS", "SERVICES"}},
         )
         assert done.returncode == 0, done.stderr
-        return [line for line in done.stdout.splitlines() if "nativectl.py up" in line][0]
+        return [line for line in done.stdout.splitlines() if "wikistreams-native up" in line][0]
 
     assert "producer-standby" not in up().split()
     assert "producer-standby" in up("PRODUCERS=2").split()
@@ -181,7 +180,7 @@ def test_with_stack_stops_only_what_it_started(service_file):
     services, tag = service_file(FAKE.format(a=free_port(), b=free_port(), python=sys.executable))
     a, b = f"fake-web-a-{tag}", f"fake-web-b-{tag}"
     env = dict(os.environ, NATIVECTL_SERVICES_FILE=str(services))
-    stack = [sys.executable, str(ROOT / "native" / "with_stack.py"), "--"]
+    stack = [sys.executable, "-m", "wikistreams.native.with_stack", "--"]
     subprocess.run(NATIVECTL + ["up", a], env=env, check=True, timeout=60)
     done = subprocess.run(
         stack + [sys.executable, "-c", "import sys; sys.exit(7)"], env=env, timeout=60

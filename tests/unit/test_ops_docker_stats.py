@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ops.docker_stats_logger import stats as st
-from ops.docker_stats_logger.__main__ import container_name, poll_once
-from ops.docker_stats_logger.engine import DockerEngine, parse_docker_host
+from wikistreams.resources import stats as st
+from wikistreams.resources.__main__ import container_name, poll_once
+from wikistreams.resources.engine import DockerEngine, parse_docker_host
 from tests.ops_support import (
     DOCKER_STATS_FIXTURES,
     FakeDockerd,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-import producer.pipeline as pipeline_module
-from producer.pipeline import Outcome, Pipeline
-from producer.position import Position, new_position
-from producer.sink import TransactionAborted
-from producer.source import RawEvent
+import wikistreams.producer.pipeline as pipeline_module
+from wikistreams.producer.pipeline import Outcome, Pipeline
+from wikistreams.producer.position import Position, new_position
+from wikistreams.producer.sink import TransactionAborted
+from wikistreams.producer.source import RawEvent
 from tests.conftest import recorded_events
 from tests.standins import recentchange_dir
 

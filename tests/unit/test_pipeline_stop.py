@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from producer.pipeline import Pipeline
-from producer.sink import KafkaSink, producer_config
+from wikistreams.producer.pipeline import Pipeline
+from wikistreams.producer.sink import KafkaSink, producer_config
 
 
 @pytest.mark.timeout(60)

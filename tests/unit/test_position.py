@@ -2,8 +2,8 @@
 
 import pytest
 
-from producer.dedupe import RecentIds
-from producer.position import DeliveryTracker, Position, StreamIdentity, new_position
+from wikistreams.producer.dedupe import RecentIds
+from wikistreams.producer.position import DeliveryTracker, Position, StreamIdentity, new_position
 
 
 def test_position_moves_only_over_contiguous_completions():

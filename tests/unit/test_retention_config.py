@@ -12,12 +12,12 @@ import pytest
 from confluent_kafka.admin import ConfigEntry, ConfigSource
 from typer.testing import CliRunner
 
-from producer import sink
-from producer.config import DAY_MS, SettingsError, TopicSettings, load_settings
-from producer.sink import TopicRetention, ensure_topics
+from wikistreams.producer import sink
+from wikistreams.producer.config import DAY_MS, SettingsError, TopicSettings, load_settings
+from wikistreams.producer.sink import TopicRetention, ensure_topics
 from tests.standins import REPO_ROOT
-from wikistreams_ops import druid_supervisor
-from wikistreams_ops.druid_supervisor import (
+from wikistreams.druid import supervisor as druid_supervisor
+from wikistreams.druid.supervisor import (
     DEFAULT_RETENTION_PERIOD,
     DEFAULT_RULES,
     app,

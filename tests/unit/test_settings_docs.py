@@ -1,6 +1,6 @@
 """README's configuration table and .env.example come from the settings model; they must agree."""
 
-from producer.settings_doc import (
+from wikistreams.producer.settings_doc import (
     ENV_BEGIN,
     ENV_END,
     TABLE_BEGIN,
@@ -21,14 +21,14 @@ def test_env_example_matches_the_model():
     text = (REPO_ROOT / ".env.example").read_text()
     assert (
         _between(text, ENV_BEGIN, ENV_END) == env_block()
-    ), "regenerate with: python -m producer.settings_doc env"
+    ), "regenerate with: python -m wikistreams.producer.settings_doc env"
 
 
 def test_readme_table_matches_the_model():
     text = (REPO_ROOT / "README.md").read_text()
     assert (
         _between(text, TABLE_BEGIN, TABLE_END) == markdown_table()
-    ), "regenerate with: python -m producer.settings_doc markdown"
+    ), "regenerate with: python -m wikistreams.producer.settings_doc markdown"
 
 
 def test_required_names_from_the_producer_issue_exist():

@@ -11,8 +11,8 @@ from itertools import islice
 import pytest
 import structlog
 
-from producer.logs import configure_logging
-from producer.source import FileSource, StreamRejected, file_offset, open_source
+from wikistreams.producer.logs import configure_logging
+from wikistreams.producer.source import FileSource, StreamRejected, file_offset, open_source
 from tests.conftest import USER_AGENT, recorded_files
 from tests.standins.sse_server import SseStandIn, live_id, filler, load_frames
 

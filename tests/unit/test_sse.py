@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from producer.sse import MAX_FIELD_BYTES, PREFIX_BYTES, SseEvent, SseParser, parse
+from wikistreams.producer.sse import MAX_FIELD_BYTES, PREFIX_BYTES, SseEvent, SseParser, parse
 from tests.conftest import recorded_files
 from tests.standins.sse_server import big_frame, filler
 

@@ -6,7 +6,6 @@ browser shows the broken chart later. These checks catch that at review time, wi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -17,21 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wikistreams.superset import bundle as bundle_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "superset" / "dashboards" / "wikimedia_live_trends"
 CONTRACTS = ROOT / "docs" / "contracts.md"
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "wikistreams_bundle", ROOT / "superset" / "bundle.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bundle_tool = _load_tool()
 
 
 def _read(kind: str) -> dict[str, dict]:

@@ -3,7 +3,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from producer.wikidata import (
+from wikistreams.producer.wikidata import (
     MAX_REDIRECTS,
     WikidataClient,
     WikidataUnavailable,

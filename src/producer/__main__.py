@@ -1,5 +1,0 @@
-"""`python -m producer`"""
-
-from producer.main import run
-
-run()

@@ -1,0 +1,5 @@
+"""`python -m wikistreams.producer`"""
+
+from wikistreams.producer.main import run
+
+run()

@@ -1,0 +1,107 @@
+"""Backfill: a first start reads the last `BACKFILL_HOURS` of EventStreams' history, then live.
+
+EventStreams keeps about a week of history and starts a subscription at a past time with its
+`since` parameter. The producer asks for it only when no position is stored: after that it
+resumes by position as always, so a restart never backfills again and nothing is doubled.
+The history goes through the same path as every event (validate, enrich, Kafka); its progress
+is the event-time lag, and `CatchUp` turns two readings of it into an estimate of the time left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import structlog
+
+log = structlog.get_logger("wikistreams.producer.backfill")
+
+# Within this lag of now the backfill counts as done: live events arrive a few seconds late.
+CAUGHT_UP_LAG_SECONDS = 60.0
+
+
+def since_for(hours: float, now: datetime | None = None) -> str | None:
+    """The `since` value (ISO 8601, UTC) for a backfill of `hours`; None when it is off."""
+    if hours <= 0:
+        return None
+    start = (now or datetime.now(timezone.utc)) - timedelta(hours=hours)
+    return start.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class CatchUp:
+    """The state of a backfill, read at each stats line: `catching_up` until the newest
+    published event is within `CAUGHT_UP_LAG_SECONDS` of now, then `done` (once, logged)."""
+
+    since: str | None
+    started_at: float = field(default_factory=time.monotonic)
+    state: str = "catching_up"
+    _last: tuple[float, float] | None = None  # (monotonic now, lag) at the previous reading
+    _events: int = 0
+
+    def __post_init__(self) -> None:
+        if self.since is None:
+            self.state = "off"
+
+    def observe(self, lag: float | None, events_out: int) -> dict:
+        """Fields for /health and the stats line, from the current event-time lag."""
+        if self.state != "catching_up":
+            return {"backfill": self.state}
+        self._events += events_out
+        now = time.monotonic()
+        eta = None
+        if lag is not None and self._last is not None:
+            then, lag_then = self._last
+            shrink = (lag_then - lag) / (now - then) if now > then else 0.0
+            eta = round(lag / shrink, 1) if shrink > 0 else None
+        if lag is not None:
+            self._last = (now, lag)
+        if lag is not None and lag <= CAUGHT_UP_LAG_SECONDS:
+            self.state = "done"
+            log.info(
+                "backfill_done",
+                since=self.since,
+                seconds=round(now - self.started_at, 1),
+                events=self._events,
+                lag_seconds=round(lag, 1),
+            )
+            return {"backfill": self.state, "backfill_eta_seconds": 0.0}
+        return {"backfill": self.state, "backfill_since": self.since, "backfill_eta_seconds": eta}
+
+
+def wait_for_backfill(health_url: str, timeout: float, poll: float = 2.0) -> str:
+    """Poll the producer's /health until its backfill is over; one line saying how it ended."""
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    seen_active = False
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health_url, timeout=5) as response:
+                health = json.load(response)
+        except (OSError, ValueError):
+            health = {}
+        state = health.get("backfill")
+        seen_active = seen_active or health.get("role") == "active"
+        if state == "done":
+            took = round(time.monotonic() - started)
+            return f"backfill done: dashboards hold the last hour(s) of edits (~{took} s); live now"
+        if state == "off" and seen_active:
+            return "no backfill: the producer resumed from its stored position (or it is off)"
+        time.sleep(poll)
+    return f"backfill still running after {timeout:g} s: see {health_url}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Wait for the producer's backfill, then say so.")
+    parser.add_argument("--health-url", default="http://127.0.0.1:8095/health")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args(argv)
+    print(f"[backfill] {wait_for_backfill(args.health_url, args.timeout)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

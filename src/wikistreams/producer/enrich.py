@@ -1,0 +1,391 @@
+"""Enrichment stage: Wikidata labels for entity edits, without ever holding up the stream.
+
+The Wikidata API answers in 0.1-1 s, sometimes not at all; the stream must not wait for it. So
+the stage is split in two:
+
+- `LabelWorkers` run off the hot path, on two threads. The *lookup* thread asks the label cache
+  (SQLite or Redis, either of which can be slow or down); ids it does not hold go to the *fetch*
+  thread, which calls `wbgetentities` in series as the API etiquette asks (one request in
+  flight, up to 50 ids a call) behind the circuit breaker. A `Retry-After` longer than the
+  client's retry budget pauses that thread: ids asked meanwhile are answered `unavailable` at
+  once. Every answer is handed back through `deliver` (the pipeline's inbox).
+- `Enricher` runs on the pipeline's thread and only decides *when* an event may leave. Events
+  without an entity id, and entity events whose labels are in its memory, leave at once. An entity
+  event that needs an answer is parked for at most `max_delay` seconds, then leaves as
+  `unavailable` (the answer still fills the cache for the next edit of that item). Events with the
+  same key (`wiki:title`, the Kafka key) leave in arrival order, so a parked event holds back later
+  edits of its own page and nothing else.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pybreaker
+import structlog
+
+from wikistreams.producer.cache import CachedLabels, LabelCache
+from wikistreams.producer.events import EnrichmentStatus, RecentChange, WikidataLabels
+from wikistreams.producer.wikidata import (
+    MAX_IDS_PER_CALL,
+    WikidataClient,
+    WikidataUnavailable,
+    entity_id_for,
+)
+
+log = structlog.get_logger("producer.enrich")
+
+BREAKER_STATES = {"closed": "closed", "open": "open", "half-open": "half_open"}
+# Labels kept in the pipeline's own memory: hot items (bots editing the same item in bursts)
+# never leave the thread. 20k entries are a few MB.
+MEMORY_ENTRIES = 20_000
+
+
+class _BreakerLog(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb, old_state, new_state) -> None:
+        log.warning("breaker_state_changed", breaker_state=BREAKER_STATES[new_state.name])
+
+
+def make_breaker(fail_max: int, reset_seconds: float) -> pybreaker.CircuitBreaker:
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_seconds,
+        listeners=[_BreakerLog()],
+        name="wikidata",
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the workers learned: labels (None = the entity does not exist) or no answer."""
+
+    labels: dict[str, CachedLabels] = field(default_factory=dict)
+    unavailable: tuple[str, ...] = ()
+
+
+_STOP = object()
+
+
+def _take(source: queue.SimpleQueue, max_items: int, wait: float) -> list[str] | None:
+    """Block for one item, then gather more for up to `wait` s; None once told to stop."""
+    first = source.get()
+    if first is _STOP:
+        return None
+    batch = {first: None}
+    deadline = time.monotonic() + wait
+    while len(batch) < max_items:
+        remaining = deadline - time.monotonic()
+        try:
+            item = source.get(timeout=remaining) if remaining > 0 else source.get_nowait()
+        except queue.Empty:
+            break
+        if item is _STOP:
+            source.put(_STOP)  # seen again by the next call, which then ends the loop
+            break
+        batch[item] = None
+    return list(batch)
+
+
+class LabelWorkers:
+    """The cache-lookup and API-fetch threads behind the enricher."""
+
+    def __init__(
+        self,
+        client: WikidataClient,
+        cache: LabelCache | None,
+        breaker: pybreaker.CircuitBreaker,
+        max_ids: int = MAX_IDS_PER_CALL,
+        batch_wait_seconds: float = 0.2,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.breaker = breaker
+        self._max_ids = max_ids
+        self._batch_wait = batch_wait_seconds
+        self._lookups: queue.SimpleQueue = queue.SimpleQueue()
+        self._fetches: queue.SimpleQueue = queue.SimpleQueue()
+        self._deliver: Callable[[Answer], None] = lambda _answer: None
+        self._paused_until = 0.0
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def breaker_state(self) -> str:
+        return BREAKER_STATES[self.breaker.current_state]
+
+    @property
+    def paused_seconds(self) -> float:
+        """How much longer the fetch thread honours the server's Retry-After."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def start(self, deliver: Callable[[Answer], None]) -> None:
+        self._deliver = deliver
+        for name, target in (("labels-lookup", self._lookup_loop), ("labels-fetch", self._fetch)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def request(self, entity_id: str) -> None:
+        self._lookups.put(entity_id)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End both threads: ids still queued are answered `unavailable` without an API call
+        (nobody waits for them any more), so stopping never waits for a backlog of calls."""
+        self._stopping = True
+        self._lookups.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout)
+        if self.cache is not None:
+            self.cache.close()
+
+    def _lookup_loop(self) -> None:
+        while (batch := _take(self._lookups, self._max_ids, 0.0)) is not None:
+            hits = self._cache_get(batch)
+            if hits:
+                self._deliver(Answer(hits))
+            for entity_id in batch:
+                if entity_id not in hits:
+                    self._fetches.put(entity_id)
+        self._fetches.put(_STOP)
+
+    def _fetch(self) -> None:
+        while (batch := _take(self._fetches, self._max_ids, self._batch_wait)) is not None:
+            self._deliver(self._fetch_batch(batch))
+
+    def _fetch_batch(self, ids: list[str]) -> Answer:
+        if self._stopping or time.monotonic() < self._paused_until:
+            return Answer(unavailable=tuple(ids))
+        try:
+            result = self.breaker.call(self.client.fetch, ids)
+        except pybreaker.CircuitBreakerError:
+            return Answer(unavailable=tuple(ids))
+        except WikidataUnavailable as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:
+                self._paused_until = time.monotonic() + retry_after
+                log.warning("wikidata_paused", retry_after_seconds=round(retry_after, 1))
+            return Answer(unavailable=tuple(ids))
+        except Exception as exc:  # noqa: BLE001 - a bug here must cost labels, not the stream
+            log.error("enrich_worker_error", error_class=type(exc).__name__, error=str(exc)[:300])
+            return Answer(unavailable=tuple(ids))
+        labels: dict[str, CachedLabels] = dict(result.found)
+        labels.update(dict.fromkeys(result.not_found))
+        self._cache_put(result.found, result.not_found)
+        return Answer(labels)
+
+    def _cache_get(self, ids: list[str]) -> dict[str, CachedLabels]:
+        """A cache failure is a miss: the cache speeds the stream up, it must never stop it."""
+        if self.cache is None:
+            return {}
+        try:
+            return self.cache.get_many(ids)
+        except Exception as exc:  # noqa: BLE001 - any backend error degrades to a miss
+            log.warning("cache_error", error_class=type(exc).__name__, error=str(exc)[:300])
+            return {}
+
+    def _cache_put(self, found: dict[str, WikidataLabels], not_found: list[str]) -> None:
+        if self.cache is None:
+            return
+        try:
+            self.cache.put_many(found, not_found)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cache_error", error_class=type(exc).__name__, error=str(exc)[:300])
+
+
+Emit = Callable[[Any, RecentChange, str | None, CachedLabels, EnrichmentStatus], None]
+
+
+@dataclass(slots=True, eq=False)
+class _Parked:
+    item: Any
+    change: RecentChange
+    entity_id: str | None
+    expired: bool = False
+    released: bool = False
+
+
+class Enricher:
+    """Decides when each event may leave; `emit(item, change, entity_id, labels, status)`."""
+
+    def __init__(
+        self,
+        workers: LabelWorkers | None,
+        emit: Emit,
+        max_delay_seconds: float = 2.0,
+        memory_entries: int = MEMORY_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.workers = workers
+        self._emit = emit
+        self._max_delay = max_delay_seconds
+        self._memory_entries = memory_entries
+        self._clock = clock
+        self._memory: OrderedDict[str, CachedLabels] = OrderedDict()
+        self._queues: dict[str, deque[_Parked]] = {}
+        self._waiting: dict[str, list[str]] = {}  # entity id asked for -> keys waiting on it
+        self._deadlines: deque[tuple[float, str, _Parked]] = deque()
+        self._failed: set[str] = set()
+        self.counts = dict.fromkeys(
+            ("enrich_memory_hits", "enrich_lookups", "enrich_timed_out", "enrich_unavailable"), 0
+        )
+        self._reported: dict[str, float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.workers is not None
+
+    @property
+    def breaker_state(self) -> str:
+        return self.workers.breaker_state if self.workers else "closed"
+
+    def __len__(self) -> int:
+        """Events held back: waiting for labels, or behind such an event of the same key."""
+        return sum(len(q) for q in self._queues.values())
+
+    def add(self, item: Any, change: RecentChange) -> None:
+        """Emit the event now, or park it until its labels arrive or its deadline passes."""
+        entity_id = entity_id_for(change.wiki, change.namespace, change.title)
+        if entity_id is None or self.workers is None:
+            if self._queues:  # only then can an earlier event of this key be waiting
+                pending = self._queues.get(f"{change.wiki}:{change.title}")
+                if pending is not None:
+                    pending.append(_Parked(item, change, None))
+                    return
+            self._emit(item, change, None, None, "not_applicable")
+            return
+        key = f"{change.wiki}:{change.title}"
+        pending = self._queues.get(key)
+        if entity_id in self._memory:
+            self.counts["enrich_memory_hits"] += 1
+            if pending is None:
+                labels = self._memory[entity_id]
+                self._memory.move_to_end(entity_id)
+                self._emit(item, change, entity_id, labels, _status(labels))
+            else:
+                pending.append(_Parked(item, change, entity_id))
+            return
+        parked = _Parked(item, change, entity_id)
+        if pending is None:
+            self._queues[key] = deque((parked,))
+        else:
+            pending.append(parked)
+        self._deadlines.append((self._clock() + self._max_delay, key, parked))
+        keys = self._waiting.get(entity_id)
+        if keys is None:
+            self._waiting[entity_id] = [key]
+            self.counts["enrich_lookups"] += 1
+            self.workers.request(entity_id)
+        else:
+            keys.append(key)
+
+    def answered(self, answer: Answer) -> None:
+        """Take the workers' answer and emit every event it unblocks, in key order."""
+        for entity_id, labels in answer.labels.items():
+            self._remember(entity_id, labels)
+        self._failed.update(answer.unavailable)
+        for entity_id in (*answer.labels, *answer.unavailable):
+            for key in self._waiting.pop(entity_id, ()):
+                self._release(key)
+        # A failure answers the events waiting now; the next edit of that item asks again.
+        self._failed.clear()
+
+    def expire(self) -> None:
+        """Emit, as `unavailable`, every event whose wait has reached `max_delay`."""
+        now = self._clock()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _deadline, key, parked = self._deadlines.popleft()
+            if not parked.released:
+                parked.expired = True
+                self.counts["enrich_timed_out"] += 1
+                self._release(key)
+
+    def seconds_to_next_deadline(self) -> float | None:
+        if not self._deadlines:
+            return None
+        return max(0.0, self._deadlines[0][0] - self._clock())
+
+    def release_all(self) -> None:
+        """At shutdown: everything still parked leaves now, in order, as `unavailable`."""
+        while self._deadlines:
+            _deadline, key, parked = self._deadlines.popleft()
+            if not parked.released:
+                parked.expired = True
+                self._release(key)
+        for key in list(self._queues):
+            self._release(key)
+        self._waiting.clear()
+
+    def _release(self, key: str) -> None:
+        pending = self._queues.get(key)
+        while pending:
+            head = pending[0]
+            entity_id = head.entity_id
+            if entity_id is None:
+                labels, status = None, "not_applicable"
+            elif entity_id in self._memory:
+                labels = self._memory[entity_id]
+                status = _status(labels)
+            elif head.expired or entity_id in self._failed:
+                labels, status = None, "unavailable"
+                self.counts["enrich_unavailable"] += 1
+            else:
+                return
+            head.released = True
+            pending.popleft()
+            self._emit(head.item, head.change, entity_id, labels, status)
+        self._queues.pop(key, None)
+
+    def warm_up(self) -> int:
+        """Fill the memory tier from the persistent cache's newest entries, so that after a
+        restart the usual items leave at once instead of each waiting for a cache lookup."""
+        cache = self.workers.cache if self.workers is not None else None
+        if cache is None:
+            return 0
+        entries = cache.recent(self._memory_entries)
+        for entity_id in reversed(entries):  # oldest first: the newest end up most recent
+            self._remember(entity_id, entries[entity_id])
+        return len(entries)
+
+    def _remember(self, entity_id: str, labels: CachedLabels) -> None:
+        self._memory[entity_id] = labels
+        self._memory.move_to_end(entity_id)
+        if len(self._memory) > self._memory_entries:
+            self._memory.popitem(last=False)
+
+    def take_stats(self) -> dict:
+        """Enrichment counters since the previous call, for the `stats` log line."""
+        workers = self.workers
+        api = workers.client.stats if workers else None
+        cache = workers.cache if workers else None
+        now = {
+            "cache_hits": cache.hits if cache else 0,
+            "cache_misses": cache.misses if cache else 0,
+            "api_calls": api.calls if api else 0,
+            "api_errors": api.errors if api else 0,
+            "latency": api.latency_ms_total if api else 0.0,
+            **self.counts,
+        }
+        delta = {name: now[name] - self._reported.get(name, 0) for name in now}
+        self._reported = now
+        latency_max = api.latency_ms_max if api else 0.0
+        if api:
+            api.latency_ms_max = 0.0
+        calls = delta["api_calls"]
+        latency = delta.pop("latency")
+        return {
+            **{name: round(value) for name, value in delta.items()},
+            "api_latency_ms_avg": round(latency / calls, 1) if calls else None,
+            "api_latency_ms_max": round(latency_max, 1) if calls else None,
+            "enrich_parked": len(self),
+            "wikidata_paused_seconds": round(workers.paused_seconds, 1) if workers else 0.0,
+        }
+
+
+def _status(labels: CachedLabels) -> EnrichmentStatus:
+    return "not_found" if labels is None else "enriched"

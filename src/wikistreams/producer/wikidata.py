@@ -1,0 +1,338 @@
+"""Wikidata Action API client: Korean/English labels and descriptions by entity id.
+
+One `wbgetentities` call serves up to 50 ids. The client is polite the way the API etiquette
+asks: requests in series, `maxlag`, gzip, a User-Agent, and it honours `Retry-After` on maxlag,
+rate limits, 429 and 503. It retries a call a few times within a time budget and then gives up
+with `WikidataUnavailable`; deciding what to do during an outage is the enricher's (circuit
+breaker). `WikidataUnavailable` is the only exception `fetch` raises for anything the network or
+the server does, so a caller's worker thread needs exactly one `except`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+import requests
+import structlog
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from wikistreams.producer.events import WikidataLabels
+
+log = structlog.get_logger("producer.wikidata")
+
+MAX_IDS_PER_CALL = 50
+# The API does not redirect; a proxy may (http -> https, a moved host), a loop must end fast.
+MAX_REDIRECTS = 3
+RETRYABLE_API_ERRORS = {"maxlag", "ratelimited", "readonly"}
+LANGUAGES = "ko|en|mul"
+# Which returned label languages count as Korean / English (`mul` = "default for all languages").
+KO_LANGUAGES = {"ko", "ko-kp", "mul"}
+EN_LANGUAGES = {"en", "en-gb", "en-ca", "mul"}
+
+# Entity pages on wikidatawiki: items (ns 0), properties (ns 120), lexemes (ns 146).
+_ENTITY_TITLE = {
+    0: re.compile(r"^(Q[1-9]\d*)$"),
+    120: re.compile(r"^Property:(P[1-9]\d*)$"),
+    146: re.compile(r"^Lexeme:(L[1-9]\d*)$"),
+}
+WIKIDATA_WIKI = "wikidatawiki"
+
+
+def wbgetentities_params(ids: list[str], maxlag: int) -> dict[str, str]:
+    """The query for Korean/English labels and descriptions of `ids` (`|`-separated: a `,`
+    would return every language)."""
+    return {
+        "action": "wbgetentities",
+        "ids": "|".join(ids),
+        "props": "labels|descriptions",
+        "languages": LANGUAGES,
+        "languagefallback": "1",
+        "format": "json",
+        "maxlag": str(maxlag),
+    }
+
+
+def entity_id_for(wiki: str, namespace: int, title: str) -> str | None:
+    """The entity id a wikidatawiki page title names, or None for any other page."""
+    if wiki != WIKIDATA_WIKI:
+        return None
+    pattern = _ENTITY_TITLE.get(namespace)
+    match = pattern.match(title) if pattern else None
+    return match.group(1) if match else None
+
+
+class WikidataUnavailable(RuntimeError):
+    """The API gave no usable answer within the allowed retries and time budget.
+
+    `retry_after` is the server's last `Retry-After` in seconds (capped by the client's
+    `retry_after_cap`), or None when it sent none: a caller should make no call before it has
+    passed. It is set in particular when the server asked for a pause longer than the remaining
+    retry budget, which ends the call at once instead of sleeping inside it.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Retryable(RuntimeError):
+    """A response worth retrying: maxlag, rate limit, 429/5xx, timeouts, broken bodies."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# Transport faults that a second try may not meet again; anything else from requests (too many
+# redirects, an invalid URL) would fail the same way and ends the call at once.
+_RETRYABLE_REQUEST_ERRORS = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+@dataclass
+class FetchResult:
+    found: dict[str, WikidataLabels] = field(default_factory=dict)
+    not_found: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ApiStats:
+    calls: int = 0
+    errors: int = 0
+    latency_ms_total: float = 0.0
+    latency_ms_max: float = 0.0
+
+    def record(self, elapsed_ms: float) -> None:
+        self.calls += 1
+        self.latency_ms_total += elapsed_ms
+        self.latency_ms_max = max(self.latency_ms_max, elapsed_ms)
+
+
+class WikidataClient:
+    """`fetch` returns labels or raises `WikidataUnavailable`; nothing else escapes it.
+
+    `retry_budget_seconds` bounds one `fetch` in time, whatever `max_retries` says: no retry
+    starts, and no wait is begun, that would end past the budget, and each attempt's timeout is cut
+    to what is left of it. A call therefore takes at most about the budget (plus the slack of a
+    read timeout, which `requests` applies per socket read, not to the whole body).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        user_agent: str,
+        timeout: float = 10.0,
+        maxlag: int = 5,
+        max_retries: int = 3,
+        retry_after_cap: float = 30.0,
+        session: requests.Session | None = None,
+        retry_budget_seconds: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._maxlag = maxlag
+        self._retry_after_cap = retry_after_cap
+        self._max_retries = max_retries
+        self._budget = retry_budget_seconds
+        self._session = session or requests.Session()
+        self._session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "gzip"})
+        self._session.max_redirects = MAX_REDIRECTS
+        self.stats = ApiStats()
+
+    def fetch(self, ids: list[str]) -> FetchResult:
+        """Labels for up to 50 ids; ids the API does not know come back in `not_found`.
+
+        Raises `WikidataUnavailable` (and `ValueError` for more than 50 ids, a caller's bug).
+        """
+        if len(ids) > MAX_IDS_PER_CALL:
+            raise ValueError(f"at most {MAX_IDS_PER_CALL} ids per call, got {len(ids)}")
+        if not ids:
+            return FetchResult()
+        deadline = time.monotonic() + self._budget
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable),
+            # The budget counts from the first attempt. stop_after_delay alone would still begin
+            # a wait (a server's Retry-After, the backoff) that ends past the budget;
+            # stop_before_delay refuses it, so such an ask ends the call at once.
+            stop=(
+                stop_after_attempt(self._max_retries + 1)
+                | stop_after_delay(self._budget)
+                | stop_before_delay(self._budget)
+            ),
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            return retrying(self._call, ids, deadline)
+        except _Retryable as exc:
+            raise self._gave_up(exc, deadline) from exc
+        except WikidataUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract: one exception class for callers
+            self._failed(type(exc).__name__, str(exc), None)
+            raise WikidataUnavailable(f"unexpected {type(exc).__name__}: {exc}") from exc
+
+    def _gave_up(self, exc: _Retryable, deadline: float) -> WikidataUnavailable:
+        retry_after = self._capped(exc.retry_after)
+        message = str(exc)
+        left = deadline - time.monotonic()
+        if retry_after is not None and retry_after > left:
+            message += f"; server asks to wait {retry_after:g} s, beyond the retry budget"
+        return WikidataUnavailable(message, retry_after=retry_after)
+
+    def _capped(self, retry_after: float | None) -> float | None:
+        return None if retry_after is None else min(retry_after, self._retry_after_cap)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """The server's Retry-After when it sent one (capped), else jittered exponential."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return self._capped(exc.retry_after) or 0.0
+        return wait_random_exponential(multiplier=0.5, max=self._retry_after_cap)(state)
+
+    def _call(self, ids: list[str], deadline: float) -> FetchResult:
+        params = wbgetentities_params(ids, self._maxlag)
+        timeout = max(0.001, min(self._timeout, deadline - time.monotonic()))
+        started = time.perf_counter()
+        try:
+            resp = self._session.get(self.url, params=params, timeout=timeout, allow_redirects=True)
+        except _RETRYABLE_REQUEST_ERRORS as exc:
+            self._failed(type(exc).__name__, str(exc), None)
+            raise _Retryable(f"{type(exc).__name__}: {_short(exc)}") from exc
+        except requests.RequestException as exc:
+            self._failed(type(exc).__name__, str(exc), None)
+            raise WikidataUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
+        finally:
+            self.stats.record((time.perf_counter() - started) * 1000)
+        return self._parse(resp, ids)
+
+    def _parse(self, resp: requests.Response, ids: list[str]) -> FetchResult:
+        retry_after = _retry_after(resp)
+        if resp.status_code == 429 or resp.status_code >= 500:
+            self._failed("HTTPError", f"HTTP {resp.status_code}", resp.status_code)
+            raise _Retryable(f"HTTP {resp.status_code}", retry_after)
+        if resp.status_code != 200:
+            self._failed("HTTPError", f"HTTP {resp.status_code}", resp.status_code)
+            raise WikidataUnavailable(
+                f"HTTP {resp.status_code} from {self.url}", retry_after=self._capped(retry_after)
+            )
+        try:
+            body = resp.json()
+        except ValueError as exc:  # requests' JSONDecodeError; also bad bytes for the charset
+            # An HTML error page or an empty body from a proxy: often transient.
+            self._failed("InvalidJSON", str(exc), resp.status_code)
+            raise _Retryable(f"invalid JSON from the API: {_short(exc)}") from exc
+        if not isinstance(body, dict):
+            raise self._malformed(f"answer is {type(body).__name__}, not an object", resp)
+        error = body.get("error")
+        if error:
+            if not isinstance(error, dict):
+                raise self._malformed(f"error is {type(error).__name__}: {error!r:.100}", resp)
+            code, info = str(error.get("code", "unknown")), str(error.get("info", ""))[:200]
+            self._failed("ApiError", f"{code}: {info}", resp.status_code)
+            if code in RETRYABLE_API_ERRORS:
+                raise _Retryable(f"API error {code}", retry_after)
+            raise WikidataUnavailable(f"API error {code}: {info}")
+        entities = body.get("entities")
+        if not isinstance(entities, dict):
+            raise self._malformed(f"entities is {type(entities).__name__}, not an object", resp)
+        return parse_entities(entities, ids)
+
+    def _malformed(self, reason: str, resp: requests.Response) -> WikidataUnavailable:
+        """Valid JSON of the wrong shape: an API change or a broken proxy, not worth a retry."""
+        self._failed("MalformedAnswer", reason, resp.status_code)
+        return WikidataUnavailable(f"malformed answer: {reason}")
+
+    def _failed(self, error_class: str, error: str, status: int | None) -> None:
+        self.stats.errors += 1
+        log.warning("wikidata_api_error", error_class=error_class, error=error, status=status)
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    """Retry-After in seconds: delta-seconds or an HTTP date (RFC 9110); None if absent/bad."""
+    value = resp.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def parse_entities(entities: dict, requested: list[str]) -> FetchResult:
+    """Map each requested id to labels or to not-found, following redirects.
+
+    The response is keyed by the requested id; a redirected id carries the target's data.
+    Works for formatversion 1 (`"missing": ""`) and 2 (`"missing": true`). A malformed entity
+    (not an object) counts as not found, a malformed term as absent: one bad entity must not cost
+    the other 49 of the call their labels.
+    """
+    result = FetchResult()
+    for entity_id in requested:
+        entity = entities.get(entity_id)
+        if entity is not None and not isinstance(entity, dict):
+            log.warning(
+                "wikidata_api_error",
+                error_class="MalformedEntity",
+                error=f"{entity_id} is {type(entity).__name__}, not an object",
+                status=200,
+            )
+            entity = None
+        if entity is None or "missing" in entity:
+            result.not_found.append(entity_id)
+            continue
+        labels = _terms(entity.get("labels"))
+        descriptions = _terms(entity.get("descriptions"))
+        result.found[entity_id] = WikidataLabels(
+            label_ko=_pick(labels, "ko", KO_LANGUAGES),
+            label_en=_pick(labels, "en", EN_LANGUAGES),
+            description_ko=_pick(descriptions, "ko", KO_LANGUAGES),
+            description_en=_pick(descriptions, "en", EN_LANGUAGES),
+        )
+    return result
+
+
+def _terms(terms: object) -> dict:
+    """A labels/descriptions map; anything else (a list, a string) counts as empty."""
+    return terms if isinstance(terms, dict) else {}
+
+
+def _pick(terms: dict, wanted: str, accepted: set[str]) -> str | None:
+    """The term for `wanted`, accepting a fallback only from a language that really is it.
+
+    With `languagefallback` the API may answer `ko` with an English label; that is not Korean,
+    and the dashboards fall back to English themselves. A term of the wrong shape is skipped.
+    """
+    for key in (wanted, "mul"):
+        term = terms.get(key)
+        if not isinstance(term, dict):
+            continue
+        language, value = term.get("language", key), term.get("value")
+        if isinstance(language, str) and language in accepted and isinstance(value, str) and value:
+            return value
+    return None
