@@ -81,9 +81,10 @@ test-unit: $(VPY) ## unit tests only (no servers)
 test-smoke: $(VPY) ## everything but the slow E2E tests, plus one smoke E2E
 	$(MAKE) test PYTEST_ARGS="-m 'not e2e or smoke' $(PYTEST_ARGS)"
 
-lint: $(VPY) compose-check ## black --check, flake8, gofmt, compose file against the Compose Spec, actionlint
+lint: $(VPY) compose-check ## black --check, flake8, mypy --strict (src/), gofmt, compose file against the Compose Spec, actionlint
 	$(VPY) -m black --check .
 	$(VPY) -m flake8
+	$(VPY) -m mypy
 	test -z "$$(gofmt -l tools logs)"
 	bash tools/actionlint.sh
 
