@@ -63,10 +63,11 @@ def druid_metric(*metrics: str, pipe: str, dims: tuple[str, ...] = ()) -> str:
 
 
 def container_stats(*fields: str, pipe: str) -> str:
-    """docker-stats-logger's ``container_stats`` lines (src/wikistreams/resources)."""
+    """``container_stats`` lines (src/wikistreams/resources): docker-stats-logger in compose,
+    stats-logger (the native launcher's process trees) natively; same fields, one query."""
     unpacked = ", ".join(("msg", "container") + fields)
     return (
-        f'{{service="docker-stats-logger"}} | unpack_json fields ({unpacked}) '
+        f'{{service=~"docker-stats-logger|stats-logger"}} | unpack_json fields ({unpacked}) '
         f"| filter msg:=container_stats | {pipe}"
     )
 
@@ -432,7 +433,8 @@ DRUID_MONITOR = Dashboard(
 RESOURCES_MONITOR = Dashboard(
     uid="ws-resources-monitor",
     title="Resources Monitor",
-    description="CPU and memory per container, from docker-stats-logger (compose deployments).",
+    description="CPU and memory per container (compose: docker-stats-logger) or per native "
+    "service (stats-logger: the launcher's process trees).",
     panels=(
         Panel(
             "CPU per container",
@@ -473,7 +475,8 @@ RESOURCES_MONITOR = Dashboard(
                 "net_tx_bytes",
                 pipe="stats by (container) max(net_rx_bytes) as rx, max(net_tx_bytes) as tx",
             ),
-            "Bytes since the container started, summed over its interfaces.",
+            "Bytes since the container started, summed over its interfaces. Native services "
+            "share the host network: 0 there (net_scope host, docs/observability.md).",
             unit="bytes",
         ),
         Panel(

@@ -96,7 +96,8 @@ class DockerEngine:
 
     def running_containers(self) -> list[dict[str, Any]]:
         """``GET /containers/json``: running containers with their names and labels."""
-        return self._get("/containers/json")
+        containers: list[dict[str, Any]] = self._get("/containers/json")
+        return containers
 
     def stats(self, container_id: str) -> dict[str, Any]:
         """``GET /containers/<id>/stats?stream=false``: one sample including ``precpu_stats``.
@@ -104,4 +105,7 @@ class DockerEngine:
         The daemon takes about a second to answer because it samples twice; that pair is what
         makes the CPU percentage meaningful, so ``one-shot`` is deliberately not used.
         """
-        return self._get(f"/containers/{quote(container_id, safe='')}/stats?stream=false")
+        stats: dict[str, Any] = self._get(
+            f"/containers/{quote(container_id, safe='')}/stats?stream=false"
+        )
+        return stats

@@ -82,29 +82,63 @@ def block_io_bytes(stats: Stats) -> tuple[int, int]:
     return read, write
 
 
+def resource_record(
+    *,
+    container: str,
+    container_id: str,
+    cpu_percent: float,
+    mem_usage_bytes: int,
+    mem_limit_bytes: int,
+    net_rx_bytes: int,
+    net_tx_bytes: int,
+    block_read_bytes: int,
+    block_write_bytes: int,
+    pids: int | None,
+) -> dict[str, Any]:
+    """The fields of one ``container_stats`` log line (see docs/observability.md).
+
+    Both samplers (Docker containers here, native process trees in ``processes.py``) build their
+    lines with this one function, so the field names, their order, the rounding and the
+    ``mem_percent`` rule cannot drift apart: the Resources dashboard and the memory alert read
+    both modes with the same queries.
+    """
+    return {
+        "container": container,
+        "container_id": container_id,
+        "cpu_percent": round(cpu_percent, 3),
+        "mem_usage_bytes": mem_usage_bytes,
+        "mem_limit_bytes": mem_limit_bytes,
+        "mem_percent": (
+            round(mem_usage_bytes / mem_limit_bytes * 100.0, 3) if mem_limit_bytes else None
+        ),
+        "net_rx_bytes": net_rx_bytes,
+        "net_tx_bytes": net_tx_bytes,
+        "block_read_bytes": block_read_bytes,
+        "block_write_bytes": block_write_bytes,
+        "pids": pids,
+    }
+
+
 def container_record(
     stats: Stats, name: str | None = None, container_id: str | None = None
 ) -> dict[str, Any]:
-    """The fields of one ``container_stats`` log line (see docs/observability.md).
+    """One Docker stats response as the fields of a ``container_stats`` line.
 
     ``name``/``container_id`` come from ``/containers/json`` when polling; older daemons omit
     them from the stats body itself.
     """
-    used = memory_used_bytes(stats)
-    limit = memory_limit_bytes(stats)
     rx, tx = network_bytes(stats)
     blk_read, blk_write = block_io_bytes(stats)
     container = name or str(stats.get("name") or "").lstrip("/") or str(stats.get("id", ""))[:12]
-    return {
-        "container": container,
-        "container_id": str(container_id or stats.get("id") or "")[:12],
-        "cpu_percent": round(cpu_percent(stats), 3),
-        "mem_usage_bytes": used,
-        "mem_limit_bytes": limit,
-        "mem_percent": round(used / limit * 100.0, 3) if limit else None,
-        "net_rx_bytes": rx,
-        "net_tx_bytes": tx,
-        "block_read_bytes": blk_read,
-        "block_write_bytes": blk_write,
-        "pids": (stats.get("pids_stats") or {}).get("current"),
-    }
+    return resource_record(
+        container=container,
+        container_id=str(container_id or stats.get("id") or "")[:12],
+        cpu_percent=cpu_percent(stats),
+        mem_usage_bytes=memory_used_bytes(stats),
+        mem_limit_bytes=memory_limit_bytes(stats),
+        net_rx_bytes=rx,
+        net_tx_bytes=tx,
+        block_read_bytes=blk_read,
+        block_write_bytes=blk_write,
+        pids=(stats.get("pids_stats") or {}).get("current"),
+    )
