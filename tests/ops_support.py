@@ -13,6 +13,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -108,6 +109,114 @@ class FakeDockerdTCP(_ServedInBackground, socketserver.ThreadingMixIn, socketser
     def docker_host(self) -> str:
         host, port = self.server_address[:2]
         return f"tcp://{host}:{port}"
+
+
+# ── native services: real process trees registered the way the native launcher does it ───────
+
+# Python snippets for the workloads (run with sys.executable -c). Each writes its ready file once
+# its resource use is in place, so a sample taken afterwards must see it.
+BURN_CPU = "import sys, pathlib; pathlib.Path(sys.argv[1]).touch()\nwhile True: pass"
+HOLD_MEMORY_AND_WRITE = (
+    "import os, sys, time, pathlib\n"
+    "block = bytearray(int(sys.argv[2]) << 20)\n"
+    "block[::4096] = b'x' * len(block[::4096])\n"  # touch every page: resident, not just mapped
+    "fd = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n"
+    "os.write(fd, os.urandom(int(sys.argv[4]) << 20)); os.fsync(fd); os.close(fd)\n"
+    "pathlib.Path(sys.argv[1]).touch()\n"
+    "time.sleep(600)"
+)
+# A parent that holds memory and forks children which only read nothing of it: the pages are
+# shared copy-on-write, so RSS counts them once per process and PSS once in total.
+FORK_SHARED_MEMORY = (
+    "import os, sys, time, pathlib\n"
+    "block = bytearray(int(sys.argv[2]) << 20)\n"
+    "block[::4096] = b'x' * len(block[::4096])\n"
+    "for _ in range(int(sys.argv[3])):\n"
+    "    if os.fork() == 0:\n"
+    "        time.sleep(600); os._exit(0)\n"
+    "pathlib.Path(sys.argv[1]).touch()\n"
+    "time.sleep(600)"
+)
+
+
+def proc_start_ticks(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat, what nativectl records as ``start_ticks``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+class NativeServices:
+    """Real processes started like nativectl starts services: a new session (own process group)
+    and a pid record ``<var>/run/<name>.pid`` with the kernel start time. The native resource
+    sampler reads exactly these records."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.var_dir = var_dir
+        self.run_dir = var_dir / "run"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL)
+        record = {
+            "pid": proc.pid,
+            "pgid": proc.pid,
+            "start_ticks": proc_start_ticks(proc.pid),
+            "started": time.time(),
+            "argv": argv,
+        }
+        (self.run_dir / f"{name}.pid").write_text(json.dumps(record) + "\n")
+        self.processes[name] = proc
+        return proc
+
+    def wait_ready(self, *paths: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(p.exists() for p in paths):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workloads not ready: {[str(p) for p in paths]}")
+            time.sleep(0.05)
+
+    def stop_all(self) -> None:
+        """SIGKILL each process group (children included), then reap the group leaders."""
+        for proc in self.processes.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in self.processes.values():
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> "NativeServices":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def start_representative_services(services: NativeServices, workdir: Path) -> dict[str, Path]:
+    """Three services shaped like the native stack's: a wrapper shell with a CPU-bound and a
+    memory/disk child (a JVM under bash), a forking server (gunicorn and its workers), and a
+    single idle process. Returns the ready files to wait for, by service."""
+    py = sys.executable
+    ready = {name: workdir / f"ready-{name}" for name in ("busy", "forking")}
+    services.start(
+        "busy",
+        [
+            "bash",
+            "-c",
+            '"$0" -c "$1" "$2" & "$0" -c "$3" "$4" 64 "$5" 8 & wait',
+            py,
+            BURN_CPU,
+            str(workdir / "ready-busy-cpu"),
+            HOLD_MEMORY_AND_WRITE,
+            str(ready["busy"]),
+            str(workdir / "busy-written.bin"),
+        ],
+    )
+    services.start("forking", [py, "-c", FORK_SHARED_MEMORY, str(ready["forking"]), "96", "3"])
+    services.start("idle", ["sleep", "600"])
+    ready["busy-cpu"] = workdir / "ready-busy-cpu"
+    return ready
 
 
 # ── the native log stack: VictoriaLogs + the collector, on free loopback ports ─────────────────
