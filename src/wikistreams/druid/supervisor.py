@@ -11,7 +11,6 @@ errors from the ingestion tasks. `drop` removes a supervisor and its datasource 
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -54,7 +53,7 @@ def render_spec(
     task_duration: str | None = None,
 ) -> dict[str, Any]:
     """The committed spec with environment-specific values replaced."""
-    spec = copy.deepcopy(json.loads(path.read_text("utf-8")))
+    spec = _as_object(json.loads(path.read_text("utf-8")), str(path))
     inner = spec["spec"]
     if topic:
         inner["ioConfig"]["topic"] = topic
@@ -69,7 +68,7 @@ def render_spec(
 
 def render_rules(path: Path = DEFAULT_RULES, period: str | None = None) -> list[dict[str, Any]]:
     """The committed retention rules with the load period replaced (None keeps the file's)."""
-    rules = copy.deepcopy(json.loads(path.read_text("utf-8")))
+    rules: list[dict[str, Any]] = _as_list(json.loads(path.read_text("utf-8")), str(path))
     if period is None:
         return rules
     if not _PERIOD.fullmatch(period):
@@ -82,6 +81,21 @@ def render_rules(path: Path = DEFAULT_RULES, period: str | None = None) -> list[
     return rules
 
 
+def _as_object(value: Any, source: str) -> dict[str, Any]:
+    """Druid's JSON (or a spec file) where an object must be: checked once, here, so the
+    callers index it as typed, and a wrong answer names its source instead of failing later."""
+    if not isinstance(value, dict):
+        raise DruidError(f"{source}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _as_list(value: Any, source: str) -> list[Any]:
+    """As `_as_object`, for a JSON array."""
+    if not isinstance(value, list):
+        raise DruidError(f"{source}: expected a JSON array, got {type(value).__name__}")
+    return value
+
+
 class DruidClient:
     def __init__(self, overlord: str, coordinator: str | None = None, timeout: float = 30.0):
         self.overlord = overlord.rstrip("/")
@@ -89,7 +103,7 @@ class DruidClient:
         self._timeout = timeout
         self._http = requests.Session()
 
-    def _call(self, method: str, url: str, **kw) -> Any:
+    def _call(self, method: str, url: str, **kw: Any) -> Any:
         resp = self._http.request(method, url, timeout=self._timeout, **kw)
         if resp.status_code >= 400:
             raise DruidError(f"{method} {url}: HTTP {resp.status_code}: {resp.text[:500]}")
@@ -98,7 +112,7 @@ class DruidClient:
     def submit(self, spec: dict[str, Any]) -> str:
         """Create or update; returns the supervisor id (= datasource)."""
         url = f"{self.overlord}/druid/indexer/v1/supervisor"
-        return self._call("POST", url, json=spec)["id"]
+        return str(_as_object(self._call("POST", url, json=spec), url)["id"])
 
     def set_compaction(self, config: dict[str, Any]) -> None:
         """Create or replace the datasource's auto-compaction config (idempotent)."""
@@ -122,17 +136,20 @@ class DruidClient:
 
     def rules(self, datasource: str) -> list[dict[str, Any]]:
         """The datasource's own rules, without the cluster default ([] when it has none)."""
-        return self._call("GET", f"{self.coordinator}/druid/coordinator/v1/rules/{datasource}")
+        url = f"{self.coordinator}/druid/coordinator/v1/rules/{datasource}"
+        return _as_list(self._call("GET", url), url)
 
     def spec(self, supervisor_id: str) -> dict[str, Any]:
-        return self._call("GET", f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}")
+        url = f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}"
+        return _as_object(self._call("GET", url), url)
 
     def supervisors(self) -> list[str]:
-        return self._call("GET", f"{self.overlord}/druid/indexer/v1/supervisor")
+        url = f"{self.overlord}/druid/indexer/v1/supervisor"
+        return _as_list(self._call("GET", url), url)
 
     def status(self, supervisor_id: str) -> dict[str, Any]:
         url = f"{self.overlord}/druid/indexer/v1/supervisor/{supervisor_id}/status"
-        return self._call("GET", url)["payload"]
+        return _as_object(_as_object(self._call("GET", url), url)["payload"], url)
 
     def wait_running(self, supervisor_id: str, timeout: float = 180.0) -> dict[str, Any]:
         """Poll until RUNNING; fail early on an unhealthy state."""
@@ -171,7 +188,8 @@ class DruidClient:
 
     def used_datasources(self) -> list[str]:
         """Datasources that still have used segments (the coordinator's metadata view)."""
-        return self._call("GET", f"{self.coordinator}/druid/coordinator/v1/metadata/datasources")
+        url = f"{self.coordinator}/druid/coordinator/v1/metadata/datasources"
+        return _as_list(self._call("GET", url), url)
 
     def running_tasks(self, datasource: str) -> list[str]:
         url = f"{self.overlord}/druid/indexer/v1/tasks"
@@ -196,11 +214,14 @@ class DruidClient:
             if resp.status_code not in (200, 202, 204, 404):
                 raise DruidError(f"DELETE {url}: HTTP {resp.status_code}: {resp.text[:300]}")
 
-    def sql(self, broker: str, query: str, parameters: list | None = None) -> list[dict]:
+    def sql(
+        self, broker: str, query: str, parameters: list[Any] | None = None
+    ) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"query": query, "resultFormat": "object"}
         if parameters:
             body["parameters"] = parameters
-        return self._call("POST", f"{broker.rstrip('/')}/druid/v2/sql", json=body)
+        url = f"{broker.rstrip('/')}/druid/v2/sql"
+        return _as_list(self._call("POST", url, json=body), url)
 
 
 app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True)

@@ -14,6 +14,7 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 from datetime import datetime, timedelta, timezone
 
 import structlog
@@ -32,6 +33,14 @@ def since_for(hours: float, now: datetime | None = None) -> str | None:
     return start.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+class BackfillFields(TypedDict):
+    """What `CatchUp.observe` adds to /health and the stats line (docs/contracts.md)."""
+
+    backfill: str
+    backfill_since: NotRequired[str | None]
+    backfill_eta_seconds: NotRequired[float | None]
+
+
 @dataclass
 class CatchUp:
     """The state of a backfill, read at each stats line: `catching_up` until the newest
@@ -47,7 +56,7 @@ class CatchUp:
         if self.since is None:
             self.state = "off"
 
-    def observe(self, lag: float | None, events_out: int) -> dict:
+    def observe(self, lag: float | None, events_out: int) -> BackfillFields:
         """Fields for /health and the stats line, from the current event-time lag."""
         if self.state != "catching_up":
             return {"backfill": self.state}

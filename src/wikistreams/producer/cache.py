@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import structlog
 
+from wikistreams.producer.config import Settings
 from wikistreams.producer.events import WikidataLabels
 
 log = structlog.get_logger("producer.cache")
@@ -342,7 +343,12 @@ class RedisLabelCache(LabelCache):
 
     def _get_raw(self, ids: list[str]) -> dict[str, str]:
         values = self._redis.mget([self.KEY_PREFIX + key for key in ids])
-        return {key: value for key, value in zip(ids, values) if value is not None}
+        # `decode_responses=True` makes every value a str; redis-py's types cannot know that.
+        return {
+            key: value if isinstance(value, str) else value.decode()
+            for key, value in zip(ids, values)
+            if value is not None
+        }
 
     def _put_raw(self, rows: list[tuple[str, str, int]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -354,7 +360,7 @@ class RedisLabelCache(LabelCache):
         self._redis.close()
 
 
-def open_cache(settings) -> LabelCache:
+def open_cache(settings: Settings) -> LabelCache:
     """The backend the settings ask for."""
     if settings.cache_backend.value == "redis":
         return RedisLabelCache(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -300,7 +300,18 @@ def _mask_url_password(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-def load_settings(model: type[KafkaSettings] = Settings, **overrides: Any):
+AnySettings = TypeVar("AnySettings", bound=KafkaSettings)
+
+
+@overload
+def load_settings(**overrides: Any) -> Settings: ...
+
+
+@overload
+def load_settings(model: type[AnySettings], **overrides: Any) -> AnySettings: ...
+
+
+def load_settings(model: type[KafkaSettings] = Settings, **overrides: Any) -> KafkaSettings:
     """Build settings or exit with a message that names each bad setting by its env name."""
     try:
         return model(**overrides)

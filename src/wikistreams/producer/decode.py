@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import ValidationError
 
 from wikistreams.producer.events import RecentChange
 
-_validate_json = RecentChange.__pydantic_validator__.validate_json
+# pydantic-core's validator is typed to return Any; the schema it runs is RecentChange's.
+_validate_json: Callable[[bytes], RecentChange] = RecentChange.__pydantic_validator__.validate_json
 
 
 class StageError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 
 class RecentIds:
@@ -12,7 +13,7 @@ class RecentIds:
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 
-    def remember(self, event_ids) -> None:
+    def remember(self, event_ids: Iterable[str]) -> None:
         """Seed the window, e.g. with the ids delivered before a restart."""
         for event_id in event_ids:
             self.seen(event_id)

@@ -25,7 +25,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 import pybreaker
 import structlog
@@ -48,7 +49,12 @@ MEMORY_ENTRIES = 20_000
 
 
 class _BreakerLog(pybreaker.CircuitBreakerListener):
-    def state_change(self, cb, old_state, new_state) -> None:
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
         log.warning("breaker_state_changed", breaker_state=BREAKER_STATES[new_state.name])
 
 
@@ -69,15 +75,22 @@ class Answer:
     unavailable: tuple[str, ...] = ()
 
 
-_STOP = object()
+class _Stop(Enum):
+    """The marker that ends a worker loop (an enum member, so the queues stay typed)."""
+
+    STOP = "stop"
 
 
-def _take(source: queue.SimpleQueue, max_items: int, wait: float) -> list[str] | None:
+_STOP: Final = _Stop.STOP
+_Ids = queue.SimpleQueue[str | Literal[_Stop.STOP]]
+
+
+def _take(source: _Ids, max_items: int, wait: float) -> list[str] | None:
     """Block for one item, then gather more for up to `wait` s; None once told to stop."""
     first = source.get()
     if first is _STOP:
         return None
-    batch = {first: None}
+    batch: dict[str, None] = {first: None}
     deadline = time.monotonic() + wait
     while len(batch) < max_items:
         remaining = deadline - time.monotonic()
@@ -108,8 +121,8 @@ class LabelWorkers:
         self.breaker = breaker
         self._max_ids = max_ids
         self._batch_wait = batch_wait_seconds
-        self._lookups: queue.SimpleQueue = queue.SimpleQueue()
-        self._fetches: queue.SimpleQueue = queue.SimpleQueue()
+        self._lookups: _Ids = queue.SimpleQueue()
+        self._fetches: _Ids = queue.SimpleQueue()
         self._deliver: Callable[[Answer], None] = lambda _answer: None
         self._paused_until = 0.0
         self._stopping = False
@@ -326,6 +339,8 @@ class Enricher:
         while pending:
             head = pending[0]
             entity_id = head.entity_id
+            labels: CachedLabels
+            status: EnrichmentStatus
             if entity_id is None:
                 labels, status = None, "not_applicable"
             elif entity_id in self._memory:
@@ -358,7 +373,7 @@ class Enricher:
         if len(self._memory) > self._memory_entries:
             self._memory.popitem(last=False)
 
-    def take_stats(self) -> dict:
+    def take_stats(self) -> dict[str, int | float | None]:
         """Enrichment counters since the previous call, for the `stats` log line."""
         workers = self.workers
         api = workers.client.stats if workers else None

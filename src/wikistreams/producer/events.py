@@ -142,7 +142,7 @@ def enriched_record(
     """
     length = change.length
     revision = change.revision
-    length_new = length.new if length else None
+    length_old, length_new = (length.old, length.new) if length else (None, None)
     return {
         "event_id": change.meta.id,
         "event_time": format_event_time(change.meta.dt),
@@ -156,9 +156,9 @@ def enriched_record(
         "bot": change.bot,
         "minor": change.minor,
         "patrolled": change.patrolled,
-        "length_old": length.old if length else None,
+        "length_old": length_old,
         "length_new": length_new,
-        "length_delta": None if length_new is None else length_new - (length.old or 0),
+        "length_delta": None if length_new is None else length_new - (length_old or 0),
         "revision_old": revision.old if revision else None,
         "revision_new": revision.new if revision else None,
         "comment": change.comment,

@@ -9,6 +9,9 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from wikistreams.producer.logs import LogFields
 
 STALE_AFTER_SECONDS = 30.0
 
@@ -18,10 +21,10 @@ class Heartbeat:
 
     def __init__(self) -> None:
         self.at = time.monotonic()
-        self.details: dict = {}
+        self.details: LogFields = {}
         self.problems: dict[str, str] = {}
 
-    def beat(self, **details) -> None:
+    def beat(self, **details: Any) -> None:
         self.at = time.monotonic()
         self.details.update(details)
 
@@ -32,7 +35,7 @@ class Heartbeat:
 
 def serve_health(heartbeat: Heartbeat, bind: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_args) -> None:
+        def log_message(self, *_args: Any) -> None:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -63,7 +64,7 @@ class KafkaLease:
         self._thread.start()
         return self
 
-    def wait(self, stop: threading.Event, on_idle=lambda: None) -> bool:
+    def wait(self, stop: threading.Event, on_idle: Callable[[], object] = lambda: None) -> bool:
         """Block until this copy holds the lease (True) or `stop` is set (False)."""
         while not stop.is_set():
             if self._held.wait(POLL_SECONDS):
@@ -91,19 +92,19 @@ class KafkaLease:
             self._set_state("closed")
             self._consumer.close()
 
-    def _assigned(self, _consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if any(tp.partition == 0 for tp in partitions):
             self._held.set()
             self._set_state("active")
         elif not self._held.is_set():
             self._set_state("standby")
 
-    def _revoked(self, _consumer, partitions: list[TopicPartition]) -> None:
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if any(tp.partition == 0 for tp in partitions):
             self._held.clear()
             self._set_state("standby")
 
-    def _lost(self, _consumer, partitions: list[TopicPartition]) -> None:
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The coordinator expired us (paused, partitioned): someone else may be active already.
         self._held.clear()
         self._set_state("lost")

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 SERVICE = "producer"
+# The fields of one log line (or of the /health body): JSON, so each value may be any JSON type.
+LogFields = dict[str, Any]
 
 
-def configure_logging(level: str = "INFO", stream=None) -> None:
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Every line carries `ts`, `level`, `logger`, `msg` and `service`."""
     logging.basicConfig(level=level, stream=stream or sys.stdout, format="%(message)s", force=True)
     # Third-party loggers (urllib3, kafka) stay quiet unless they warn.
@@ -34,6 +38,6 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     )
 
 
-def _add_service(_logger, _method, event_dict):
+def _add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     event_dict.setdefault("service", SERVICE)
     return event_dict

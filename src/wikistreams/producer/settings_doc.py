@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from wikistreams.producer.config import Settings
@@ -22,7 +23,7 @@ TABLE_BEGIN = (
 TABLE_END = "<!-- end settings-table -->"
 
 
-def _default(field) -> str:
+def _default(field: FieldInfo) -> str:
     if field.default is PydanticUndefined:
         return ""
     value = field.default

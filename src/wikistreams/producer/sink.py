@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from datetime import datetime, timezone
@@ -34,7 +34,7 @@ from confluent_kafka.admin import (
     NewTopic,
     ResourceType,
 )
-from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from wikistreams.producer.config import TopicSettings, load_settings
 
@@ -43,6 +43,10 @@ log = structlog.get_logger("producer.sink")
 # Dead-letter headers, after Kafka Connect's `__connect.errors.*` convention.
 DLQ_HEADER_PREFIX = "wikistreams.errors."
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+# A librdkafka configuration (`bootstrap.servers`, `linger.ms`, ...).
+KafkaConfig = dict[str, str | int | bool]
+# Record headers as `Producer.produce` takes them (a list: a name may repeat).
+KafkaHeaders = list[tuple[str, str | bytes | None]]
 # librdkafka's default message.max.bytes; a bigger record is refused by produce() itself.
 MAX_RECORD_BYTES = 1_000_000
 # Connection-level errors that mean "the broker is away", reported by librdkafka's error_cb.
@@ -74,8 +78,8 @@ class Fenced(RuntimeError):
 
 def producer_config(
     bootstrap: str, compression: str, linger_ms: int, transactional_id: str | None = None
-) -> dict:
-    config = {
+) -> KafkaConfig:
+    config: KafkaConfig = {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -110,13 +114,13 @@ def wait_for_kafka(
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
 
-    def before_sleep(state) -> None:
+    def before_sleep(state: RetryCallState) -> None:
         on_retry()
         log.warning(
             "kafka_unreachable",
             bootstrap=bootstrap,
             attempt=state.attempt_number,
-            error=str(state.outcome.exception())[:300],
+            error=str(state.outcome.exception() if state.outcome else None)[:300],
             retry_in_seconds=round(state.upcoming_sleep, 1),
         )
 
@@ -124,11 +128,20 @@ def wait_for_kafka(
         retry=retry_if_exception_type(KafkaException),
         wait=wait_random_exponential(multiplier=1, max=backoff_cap),
         stop=lambda _state: stop.is_set(),
-        sleep=stop.wait,
+        sleep=_wait_unless(stop),
         before_sleep=before_sleep,
         retry_error_callback=lambda _state: None,
     )
     return retrying(admin.list_topics, timeout=timeout) is not None and not stop.is_set()
+
+
+def _wait_unless(stop: threading.Event) -> Callable[[float], None]:
+    """tenacity's `sleep`, cut short by `stop` (the stop condition then ends the retries)."""
+
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)
+
+    return sleep
 
 
 @dataclass(frozen=True)
@@ -302,7 +315,7 @@ def dead_letter_headers(
     sse_id: str | None,
     source: str,
     extra: dict[str, str] | None = None,
-) -> list[tuple[str, bytes]]:
+) -> KafkaHeaders:
     """Why a record is in the dead-letter topic, readable without decoding its value."""
     values = {
         "stage": stage,
@@ -316,16 +329,21 @@ def dead_letter_headers(
     return [(DLQ_HEADER_PREFIX + key, value.encode("utf-8")) for key, value in values.items()]
 
 
-def decode_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
-    """Dead-letter headers as a plain dict without the prefix."""
+def decode_headers(
+    headers: KafkaHeaders | Mapping[str, str | bytes | None] | None,
+) -> dict[str, str]:
+    """Dead-letter headers as a plain dict without the prefix (`Message.headers()` is typed
+    to be a list or a dict; consumed records give the list)."""
     out = {}
-    for key, value in headers or []:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or []
+    for key, value in pairs:
         if key.startswith(DLQ_HEADER_PREFIX):
-            out[key[len(DLQ_HEADER_PREFIX) :]] = (value or b"").decode("utf-8", "replace")
+            text = value if isinstance(value, str) else (value or b"").decode("utf-8", "replace")
+            out[key[len(DLQ_HEADER_PREFIX) :]] = text
     return out
 
 
-def oversize_stub(value: bytes, limit: int = MAX_RECORD_BYTES // 2) -> tuple[bytes, dict]:
+def oversize_stub(value: bytes, limit: int = MAX_RECORD_BYTES // 2) -> tuple[bytes, dict[str, str]]:
     """What the dead-letter topic keeps of a record too big for Kafka: a prefix and its digest.
 
     The headers carry the original size and sha256, so the original can be found and compared
@@ -346,7 +364,7 @@ class KafkaSink:
 
     def __init__(
         self,
-        config: dict,
+        config: KafkaConfig,
         topic: str,
         dlq_topic: str,
         position_topic: str = "",
@@ -390,7 +408,7 @@ class KafkaSink:
     def dead_letter(
         self,
         value: bytes,
-        headers: list[tuple[str, bytes]],
+        headers: KafkaHeaders,
         on_delivery: DeliveryCallback,
         key: bytes | None = None,
     ) -> None:
@@ -449,7 +467,13 @@ class KafkaSink:
                 self.on_wait()
 
     def _produce(
-        self, topic, key, value, headers, on_delivery: DeliveryCallback | None, partition=-1
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: KafkaHeaders | None,
+        on_delivery: DeliveryCallback | None,
+        partition: int = -1,
     ) -> None:
         """`partition` -1: the partitioner chooses (librdkafka's RD_KAFKA_PARTITION_UA)."""
         while True:

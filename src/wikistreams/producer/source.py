@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import requests
@@ -287,7 +287,7 @@ class FileSource:
                     yield SseEvent(stub, size=len(line), sha256=digest, data_size=len(line))
 
 
-def _chunks(fh, size: int = READ_SIZE) -> Iterable[bytes]:
+def _chunks(fh: BinaryIO, size: int = READ_SIZE) -> Iterable[bytes]:
     while chunk := fh.read(size):
         yield chunk
 

@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from wikistreams.producer.logs import LogFields
+
 KNOWN_TYPES = ("edit", "new", "log", "categorize")
 COUNTERS = (
     "events_in",
@@ -27,12 +29,12 @@ class Stats:
     `report` folds into the counters: they run for every event, the rest for a few.
     """
 
-    interval: Counter = field(default_factory=Counter)
-    totals: Counter = field(default_factory=Counter)
-    by_type: Counter = field(default_factory=Counter)
+    interval: Counter[str] = field(default_factory=Counter)
+    totals: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
     last_event_dt: datetime | None = None
     received: int = 0
-    _delivered_types: Counter = field(default_factory=Counter)
+    _delivered_types: Counter[str] = field(default_factory=Counter)
     _since: float = field(default_factory=time.monotonic)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -53,12 +55,12 @@ class Stats:
             self.by_type[event_type if event_type in KNOWN_TYPES else "other"] += n
         self._delivered_types.clear()
 
-    def report(self, extra: dict) -> dict:
+    def report(self, extra: LogFields) -> LogFields:
         """The fields of one `stats` line; starts the next interval."""
         self.fold()
         now = time.monotonic()
         seconds = max(now - self._since, 1e-9)
-        line = {"interval_seconds": round(seconds, 3)}
+        line: LogFields = {"interval_seconds": round(seconds, 3)}
         line.update({name: self.interval[name] for name in COUNTERS})
         line["events_per_sec_in"] = round(self.interval["events_in"] / seconds, 2)
         line["events_per_sec_out"] = round(self.interval["events_out"] / seconds, 2)

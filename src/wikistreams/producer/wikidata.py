@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import requests
 import structlog
@@ -284,7 +285,7 @@ def _short(exc: Exception, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def parse_entities(entities: dict, requested: list[str]) -> FetchResult:
+def parse_entities(entities: dict[str, Any], requested: list[str]) -> FetchResult:
     """Map each requested id to labels or to not-found, following redirects.
 
     The response is keyed by the requested id; a redirected id carries the target's data.
@@ -317,12 +318,12 @@ def parse_entities(entities: dict, requested: list[str]) -> FetchResult:
     return result
 
 
-def _terms(terms: object) -> dict:
+def _terms(terms: object) -> dict[str, Any]:
     """A labels/descriptions map; anything else (a list, a string) counts as empty."""
     return terms if isinstance(terms, dict) else {}
 
 
-def _pick(terms: dict, wanted: str, accepted: set[str]) -> str | None:
+def _pick(terms: dict[str, Any], wanted: str, accepted: set[str]) -> str | None:
     """The term for `wanted`, accepting a fallback only from a language that really is it.
 
     With `languagefallback` the API may answer `ko` with an English label; that is not Korean,
