@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from wikistreams.producer.pipeline import Pipeline
 from wikistreams.producer.sink import KafkaSink, ensure_topics, producer_config
-from wikistreams.producer.source import FileSource
-from tests.conftest import recorded_events, recorded_files
+from wikistreams.producer.source import EventStreamSource, FileSource
+from tests.conftest import USER_AGENT, recorded_events, recorded_files
+from tests.fakes import FrameSource
 from tests.integration.conftest import KAFKA, delete_topics
 
 pytestmark = pytest.mark.integration
@@ -120,8 +121,8 @@ def test_every_frame_is_delivered_or_dead_lettered(tmp_path, fuzz_topic, frames)
             yield raw
 
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
-    pipeline = Pipeline(sink, "fuzz", dedupe_window=0)
-    code = pipeline.run(counted(FileSource(stream, "fast", None, stop)), stop)
+    pipeline = Pipeline(sink, dedupe_window=0)
+    code = pipeline.run(FrameSource(counted(FileSource(stream, "fast", None, stop))), stop)
 
     totals = pipeline.stats.totals
     finished = (
@@ -146,8 +147,10 @@ def test_a_long_replay_accounts_for_every_frame(tmp_path, fuzz_topic):
     stream.write_bytes(b"\n".join(frames) + b"\n")
     stop = threading.Event()
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
-    pipeline = Pipeline(sink, "long", dedupe_window=0, queue_size=300)
-    assert pipeline.run(FileSource(stream, "fast", None, stop), stop) == 0
+    pipeline = Pipeline(sink, dedupe_window=0, queue_size=300)
+    source = EventStreamSource(stream.as_uri(), USER_AGENT)
+    assert pipeline.run(source, stop) == 0
+    assert source.state == "finished"
     totals = pipeline.stats.totals
     assert len(frames) > 5000
     assert totals["events_in"] == len(frames)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.fakes import FrameSource
 from wikistreams.producer.pipeline import Pipeline
 from wikistreams.producer.sink import KafkaSink, producer_config
 
@@ -23,17 +24,20 @@ def test_a_slow_signal_handler_still_stops_an_idle_pipeline(tmp_path):
         time.sleep(0.3)
         stop.set()
 
-    def silent_source():  # a live stream with nothing to say: the reader blocks, puts nothing
-        never.wait()
-        yield from ()
+    class SilentSource(FrameSource):
+        """A live stream with nothing to say: the reader blocks, puts nothing."""
+
+        def open(self, resume, stop):
+            never.wait()
+            yield from ()
 
     previous = signal.signal(signal.SIGUSR1, handler)
     try:
         sink = KafkaSink(producer_config("127.0.0.1:1", "zstd", 5), "t", "t.dlq")
-        pipeline = Pipeline(sink, "test", dedupe_window=0)
+        pipeline = Pipeline(sink, dedupe_window=0)
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
         # Without the fix run() never returns and the timeout marker fails the test.
-        assert pipeline.run(silent_source(), stop) == 0
+        assert pipeline.run(SilentSource([]), stop) == 0
     finally:
         signal.signal(signal.SIGUSR1, previous)
         never.set()

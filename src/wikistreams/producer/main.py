@@ -14,11 +14,10 @@ import os
 import signal
 import sys
 import threading
+from types import FrameType
 
 import structlog
-from confluent_kafka import KafkaException
 
-from wikistreams.producer.backfill import CatchUp, since_for
 from wikistreams.producer.cache import open_cache
 from wikistreams.producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
 from wikistreams.producer.enrich import LabelWorkers, make_breaker
@@ -29,12 +28,9 @@ from wikistreams.producer.pipeline import Outcome, Pipeline
 from wikistreams.producer.position import (
     LEASE_TOPIC_CONFIG,
     POSITION_TOPIC_CONFIG,
-    Position,
     PositionError,
     PositionUnavailable,
     StreamIdentity,
-    read_position,
-    this_producer,
 )
 from wikistreams.producer.sink import (
     KafkaSink,
@@ -43,10 +39,10 @@ from wikistreams.producer.sink import (
     producer_config,
     wait_for_kafka,
 )
-from wikistreams.producer.source import open_source
+from wikistreams.producer.source import EventStreamSource
 from wikistreams.producer.wikidata import WikidataClient
 
-log = structlog.get_logger("wikistreams.producer.main")
+log = structlog.get_logger("producer.main")
 
 
 def build_label_workers(settings: Settings) -> LabelWorkers | None:
@@ -124,13 +120,10 @@ def build_pipeline(
     settings: Settings,
     sink: KafkaSink,
     heartbeat: Heartbeat | None = None,
-    resume: Position | None = None,
     lease: KafkaLease | None = None,
-    catch_up: CatchUp | None = None,
 ) -> Pipeline:
     return Pipeline(
         sink,
-        source_name=settings.sse_url,
         dedupe_window=settings.dedupe_window,
         workers=build_label_workers(settings),
         enrich_max_delay=settings.enrich_max_delay_seconds,
@@ -138,9 +131,22 @@ def build_pipeline(
         commit_max_events=settings.commit_max_events,
         stats_interval=settings.stats_interval_seconds,
         heartbeat=heartbeat,
-        resume=resume,
         lease=lease,
-        catch_up=catch_up,
+    )
+
+
+def build_source(settings: Settings) -> EventStreamSource:
+    """EventStreams (or the recording SSE_URL names), opened by the pipeline at its position."""
+    return EventStreamSource(
+        settings.sse_url,
+        settings.user_agent,
+        backfill_hours=settings.backfill_hours,
+        speed=settings.replay_speed,
+        connect_timeout=settings.sse_connect_timeout_seconds,
+        read_timeout=settings.sse_read_timeout_seconds,
+        backoff_cap=settings.reconnect_backoff_max_seconds,
+        wait_at_end=settings.replay_at_end == "wait",
+        max_frame_bytes=settings.sse_max_frame_bytes,
     )
 
 
@@ -177,48 +183,9 @@ def _stream_from_position(
     lease: KafkaLease,
     run_stop: threading.Event,
 ) -> Outcome:
-    sink = build_sink(settings, identity)
-    try:
-        sink.start()  # from here on, no older copy can commit
-    except KafkaException as exc:
-        log.error("transactions_init_failed", error=str(exc)[:300])
-        return Outcome.REWIND
-    resume = read_position(
-        settings.kafka_bootstrap_servers, settings.kafka_position_topic, identity.key
-    )
-    last_event_id = resume.last_event_id if resume else None
-    log.info(
-        "active",
-        stream=identity.key,
-        transactional_id=identity.transactional_id if sink.transactional else None,
-        last_event_id=last_event_id,
-        previous_producer=resume.producer if resume else None,
-        position_committed_at=(
-            resume.committed_at.isoformat() if resume and resume.committed_at else None
-        ),
-        takeover=bool(resume and resume.producer != this_producer()),
-    )
     heartbeat.beat(role="active", lease=lease.state)
-    # Only a stream with no position yet backfills; every later start resumes by position.
-    since = since_for(settings.backfill_hours) if resume is None else None
-    live = not settings.sse_url.startswith("file:")
-    pipeline = build_pipeline(
-        settings, sink, heartbeat, resume, lease, CatchUp(since if live else None)
-    )
-    source = open_source(
-        settings.sse_url,
-        settings.user_agent,
-        last_event_id,
-        run_stop,
-        speed=settings.replay_speed,
-        connect_timeout=settings.sse_connect_timeout_seconds,
-        read_timeout=settings.sse_read_timeout_seconds,
-        backoff_cap=settings.reconnect_backoff_max_seconds,
-        max_frame_bytes=settings.sse_max_frame_bytes,
-        wait_at_end=settings.replay_at_end == "wait",
-        since=since,
-    )
-    return pipeline.run(source, run_stop)
+    pipeline = build_pipeline(settings, build_sink(settings, identity), heartbeat, lease)
+    return pipeline.run(build_source(settings), run_stop)
 
 
 def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> int:
@@ -270,7 +237,7 @@ def _shutdown_watchdog(stop: threading.Event, limit: float) -> None:
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
-    def handle(signum, _frame) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             log.warning("forced_exit", signal=signal.Signals(signum).name)
             sys.exit(130)

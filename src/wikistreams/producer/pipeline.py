@@ -1,5 +1,10 @@
 """The producer's data path: source -> decode -> drop canaries/replays -> enrich -> Kafka.
 
+`Pipeline.run(source, stop)` is the whole of a run: fence older copies (`Sink.start`), read the
+committed position, open the source after it, stream, commit, close. Its two ends are the
+`stages.Source` and `stages.Sink` protocols, so the live stream and a dead-letter replay go
+through the same code, and unit tests drive it with fakes.
+
 One thread does all the per-event work, fed by one inbox: a reader thread puts the source's
 frames there (and stops reading while the inbox is full, so a slow Kafka pushes back on the
 network read instead of growing memory). The enrichment workers' answers bypass the frames
@@ -27,7 +32,7 @@ from enum import IntEnum
 from typing import NamedTuple, Protocol
 
 import structlog
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from wikistreams.producer.backfill import CatchUp
 from wikistreams.producer.cache import CachedLabels
@@ -42,16 +47,22 @@ from wikistreams.producer.events import (
     enriched_record,
 )
 from wikistreams.producer.health import Heartbeat
-from wikistreams.producer.position import RECENT_BELOW, DeliveryTracker, Position, new_position
+from wikistreams.producer.position import (
+    RECENT_BELOW,
+    DeliveryTracker,
+    Position,
+    new_position,
+    this_producer,
+)
 from wikistreams.producer.sink import (
     Fenced,
-    KafkaSink,
     RecordTooLarge,
     TransactionAborted,
     dead_letter_headers,
     oversize_stub,
 )
 from wikistreams.producer.source import RawEvent
+from wikistreams.producer.stages import Sink, Source
 from wikistreams.producer.stats import Stats
 
 log = structlog.get_logger("producer.pipeline")
@@ -89,7 +100,7 @@ class Lease(Protocol):
 
 
 class _End:
-    """The source is exhausted (a file replay ended)."""
+    """The source is exhausted (a file replay ended, a dead-letter replay reached the end)."""
 
 
 class _Wake:
@@ -106,6 +117,10 @@ class _SourceFailed:
     error: BaseException
 
 
+# What the reader thread and the enrichment workers put into the inbox.
+_InboxItem = RawEvent | type[_End] | type[_Wake] | _SourceFailed
+
+
 class _InFlight(NamedTuple):
     """One frame on its way: its sequence number (for the position) and its bytes."""
 
@@ -116,8 +131,7 @@ class _InFlight(NamedTuple):
 class Pipeline:
     def __init__(
         self,
-        sink: KafkaSink,
-        source_name: str,
+        sink: Sink,
         dedupe_window: int,
         workers: LabelWorkers | None = None,
         enrich_max_delay: float = 2.0,
@@ -126,31 +140,23 @@ class Pipeline:
         stats_interval: float = 10.0,
         queue_size: int = 2000,
         heartbeat: Heartbeat | None = None,
-        resume: Position | None = None,
         lease: Lease | None = None,
-        catch_up: CatchUp | None = None,
     ) -> None:
-        """`resume`: the committed position this run starts from (its ids are dropped as
-        already published); `lease`: checked before every commit, None when always active;
-        `catch_up`: a backfill's progress, reported with the stats."""
+        """`lease`: checked before every commit, None when this copy is always active."""
         self.sink = sink
-        self.source_name = source_name
         self.enricher = Enricher(workers, self._publish, enrich_max_delay)
-        self.tracker = DeliveryTracker(position=resume.last_event_id if resume else None)
-        # Every id the resumed position names lies within this many frames of its watermark.
-        self.tracker.carry(resume.ids if resume else [], 2 * MAX_IDS_BEYOND + RECENT_BELOW)
+        self.tracker = DeliveryTracker(position=None)
         self.recent = RecentIds(dedupe_window)
-        self.recent.remember(resume.ids if resume else ())
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
         self.lease = lease
-        self.catch_up = catch_up or CatchUp(None)
+        self.catch_up = CatchUp(None)
         self._enrich_max_delay = enrich_max_delay
         self._commit_interval = commit_interval
         self._commit_max_events = commit_max_events
         self._stats_interval = stats_interval
         self._queue_size = queue_size
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
         # Enrichment answers skip the queue of frames: during a backlog the inbox holds up to
         # `queue_size` frames, and an answer behind them would arrive after its events' deadline.
         self._answers: deque[Answer] = deque()
@@ -165,13 +171,53 @@ class Pipeline:
         self._outcome = Outcome.OK
         self._rollback = False  # end without committing (see `_fail`)
         self._is_fenced = False
-        self._source: Iterable[RawEvent] | None = None
+        self._ended = False  # the source was read to its end
+        self._source: Source | None = None
 
     # --- running ---------------------------------------------------------------------------
 
-    def run(self, source: Iterable[RawEvent], stop: threading.Event) -> int:
-        """Consume `source` until it ends or `stop` is set; returns a process exit code."""
+    def run(self, source: Source, stop: threading.Event) -> Outcome:
+        """Fence, resume, then consume `source` until it ends or `stop` is set.
+
+        Raises `position.PositionUnavailable` / `PositionError` when the committed position
+        cannot be read (before anything was read or written); every other ending is an Outcome.
+        """
+        try:
+            self.sink.start()  # from here on no older copy can commit; the position is final
+        except KafkaException as exc:
+            log.error("transactions_init_failed", error=str(exc)[:300])
+            return Outcome.REWIND
+        resume = self.sink.read_position() if source.resumes else None
+        self._resume_from(resume)
         self._source = source
+        frames = source.open(resume, stop)
+        self.catch_up = CatchUp(source.since)
+        outcome = self._stream(frames, stop)
+        source.close(complete=self._ended and outcome is Outcome.OK)
+        return outcome
+
+    def _resume_from(self, resume: Position | None) -> None:
+        """Start after `resume`: its ids are already published (dropped if read again)."""
+        log.info(
+            "active",
+            stream=self.sink.position_key,
+            transactional_id=self.sink.transactional_id,
+            last_event_id=resume.last_event_id if resume else None,
+            previous_producer=resume.producer if resume else None,
+            position_committed_at=(
+                resume.committed_at.isoformat() if resume and resume.committed_at else None
+            ),
+            takeover=bool(resume and resume.producer != this_producer()),
+        )
+        if resume is None:
+            return
+        self.tracker = DeliveryTracker(position=resume.last_event_id)
+        # Every id the resumed position names lies within this many frames of its watermark.
+        self.tracker.carry(resume.ids, 2 * MAX_IDS_BEYOND + RECENT_BELOW)
+        self.recent.remember(resume.ids)
+        self._committed_position = self.tracker.position
+
+    def _stream(self, source: Iterable[RawEvent], stop: threading.Event) -> Outcome:
         self.sink.on_wait = self._waiting
         if self.enricher.workers is not None:
             started = time.monotonic()
@@ -223,7 +269,8 @@ class Pipeline:
                 inbox.put(raw)
                 if stop.is_set():
                     return
-            inbox.put(_End)
+            if not stop.is_set():  # a source cut short by `stop` has not reached its end
+                inbox.put(_End)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread to report
             inbox.put(_SourceFailed(exc))
 
@@ -248,15 +295,13 @@ class Pipeline:
             if type(item) is RawEvent:
                 self.accept(item)
             elif item is _End:
+                self._ended = True
                 return False
-            elif item is _Wake:
-                pass
-            else:
-                self._failed = f"source failed: {type(item.error).__name__}: {item.error}"
+            elif isinstance(item, _SourceFailed):
+                error = item.error
+                self._failed = f"source failed: {type(error).__name__}: {error}"
                 self._outcome = Outcome.FAILED
-                log.error(
-                    "source_failed", error_class=type(item.error).__name__, error=str(item.error)
-                )
+                log.error("source_failed", error_class=type(error).__name__, error=str(error))
                 return False
             handled += 1
             if handled >= BATCH or self.tracker.beyond >= MAX_IDS_BEYOND:
@@ -369,7 +414,14 @@ class Pipeline:
             self.tracker.done(flight.seq, change.meta.id)
             self._uncommitted += 1
 
-    def _delivered(self, flight: _InFlight, event_type: str, meta: Meta, err, _msg) -> None:
+    def _delivered(
+        self,
+        flight: _InFlight,
+        event_type: str,
+        meta: Meta,
+        err: KafkaError | None,
+        _msg: Message,
+    ) -> None:
         if err is None:
             self.stats.delivered(event_type, meta.dt)
             if self.sink.state != "ok":
@@ -408,7 +460,7 @@ class Pipeline:
             err.error_class,
             str(err),
             flight.raw.sse_id,
-            self.source_name,
+            self._source.name if self._source is not None else "",
             extra={**stub, **(extra or {})},
         )
         try:
@@ -423,7 +475,7 @@ class Pipeline:
             self.tracker.done(flight.seq)
             self._uncommitted += 1
 
-    def _dead_lettered(self, err, _msg) -> None:
+    def _dead_lettered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
             self.stats.add("dlq")
         elif not self.sink.transactional:
@@ -518,7 +570,7 @@ class Pipeline:
         else:
             problems.pop("checkpoint", None)
         self.heartbeat.beat(
-            source_state=getattr(self._source, "state", None),
+            source_state=self._source.state if self._source is not None else None,
             kafka_state=self.sink.state,
             breaker_state=self.enricher.breaker_state,
             lease=self.lease.state if self.lease is not None else None,
@@ -527,8 +579,8 @@ class Pipeline:
     def log_stats(self) -> None:
         extra = {
             **self.enricher.take_stats(),
-            "source_state": getattr(self._source, "state", None),
-            "source_reconnects": getattr(self._source, "reconnects", None),
+            "source_state": self._source.state if self._source is not None else None,
+            "source_reconnects": self._source.reconnects if self._source is not None else None,
             "breaker_state": self.enricher.breaker_state,
             "breaker_open": int(self.enricher.breaker_state != "closed"),
             "kafka_state": self.sink.state,

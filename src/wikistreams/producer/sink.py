@@ -37,6 +37,7 @@ from confluent_kafka.admin import (
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from wikistreams.producer.config import TopicSettings, load_settings
+from wikistreams.producer.position import Position, read_position
 
 log = structlog.get_logger("producer.sink")
 
@@ -373,8 +374,12 @@ class KafkaSink:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.position_topic = position_topic
+        self.position_key = position_key
         self._position_key = position_key.encode("utf-8")
-        self.transactional = bool(config.get("transactional.id"))
+        self._bootstrap = str(config.get("bootstrap.servers", ""))
+        transactional_id = config.get("transactional.id")
+        self.transactional_id = str(transactional_id) if transactional_id else None
+        self.transactional = self.transactional_id is not None
         self.state = "ok"  # ok | unreachable (shown by /health and the stats line)
         self.on_wait: Callable[[], None] = lambda: None
         # Commit attempts Kafka refused or left unanswered since the last commit that succeeded.
@@ -391,6 +396,12 @@ class KafkaSink:
             return
         self._retrying(lambda: self._producer.init_transactions(timeout))
         self._producer.begin_transaction()
+
+    def read_position(self) -> Position | None:
+        """The stream's last committed position; after `start()` it is final (see there)."""
+        if not self.position_topic:
+            return None
+        return read_position(self._bootstrap, self.position_topic, self.position_key)
 
     def publish(self, key: str, value: bytes, on_delivery: DeliveryCallback) -> None:
         """Raises `RecordTooLarge` for a record Kafka would refuse, `Fenced` once fenced."""

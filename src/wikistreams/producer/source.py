@@ -16,15 +16,17 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import requests
 import structlog
 import urllib3
 
+from wikistreams.producer.backfill import since_for
 from wikistreams.producer.sse import (
     DEFAULT_MAX_FRAME_BYTES,
     PREFIX_BYTES,
@@ -32,6 +34,9 @@ from wikistreams.producer.sse import (
     SseParser,
     parse,
 )
+
+if TYPE_CHECKING:
+    from wikistreams.producer.position import Position
 
 log = structlog.get_logger("producer.source")
 
@@ -368,3 +373,59 @@ def open_source(
         max_frame_bytes=max_frame_bytes,
         since=since,
     )
+
+
+@dataclass
+class EventStreamSource:
+    """EventStreams (or a `file://` recording) as the pipeline's `stages.Source`.
+
+    Opened at the committed position, whose SSE id becomes the first `Last-Event-ID`. Only a
+    stream with no position yet backfills (`backfill_hours` of history via `since`); a replayed
+    file never does, its recording being the history.
+    """
+
+    url: str
+    user_agent: str
+    backfill_hours: float = 0.0
+    speed: str = "fast"
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    backoff_cap: float = 60.0
+    wait_at_end: bool = False
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    since: str | None = field(default=None, init=False)
+    _reader: SseSource | FileSource | None = field(default=None, init=False, repr=False)
+    resumes: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        return self.url
+
+    def open(self, resume: Position | None, stop: threading.Event) -> Iterable[RawEvent]:
+        live = not self.url.startswith(FILE_TOPIC_PREFIX)
+        self.since = since_for(self.backfill_hours) if resume is None and live else None
+        self._reader = open_source(
+            self.url,
+            self.user_agent,
+            resume.last_event_id if resume else None,
+            stop,
+            speed=self.speed,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            backoff_cap=self.backoff_cap,
+            wait_at_end=self.wait_at_end,
+            max_frame_bytes=self.max_frame_bytes,
+            since=self.since,
+        )
+        return self._reader
+
+    @property
+    def state(self) -> str:
+        return self._reader.state if self._reader is not None else "connecting"
+
+    @property
+    def reconnects(self) -> int:
+        return self._reader.reconnects if self._reader is not None else 0
+
+    def close(self, complete: bool) -> None:
+        """Nothing to hand back: the position committed with the events is the progress."""
