@@ -96,10 +96,12 @@ def _checkout() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--", "src/producer")
+        dirty = git("status", "--porcelain", "--", "src/wikistreams/producer")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"`{commit}`" + (" with uncommitted changes in src/producer" if dirty else "")
+    return f"`{commit}`" + (
+        " with uncommitted changes in src/wikistreams/producer" if dirty else ""
+    )
 
 
 def _header(results: dict) -> str:
