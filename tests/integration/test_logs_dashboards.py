@@ -6,20 +6,22 @@ the native stack writes them (var/log/<service>.log), the collector ships them, 
 query read from grafana/ (not from the generator) runs through the same HTTP endpoints the Grafana
 datasource uses. A query that returns nothing from representative input is a defect.
 
-Inputs, from the most to the least real (which ones were used is printed in the test summary):
+Every input comes from a real component (what was used is printed in the test summary):
 * docker-stats-logger: the real program polling a stand-in dockerd that serves the recorded
   Docker stats samples, plus one real run against a missing socket (its error line).
+* stats-logger: the real native sampler (``wikistreams-stats-logger --native``) sampling real
+  process trees this test starts and registers the way the native launcher does. Each Resources
+  query is run once per mode, so both compose and native lines are proven.
 * producer: the real producer (``python -m wikistreams.producer``) replaying recorded
-  recentchange events
-  when Kafka answers on KAFKA_BOOTSTRAP_SERVERS (``make test`` starts it); otherwise
-  ``temporary_contract_producer_lines`` -- lines built from docs/contracts.md, a stop-gap.
-* Druid: metric lines from var/log/druid-*.log when the Druid stack has run here; metrics it did
-  not log are filled in by ``temporary_druid_metric_lines`` (Druid's documented metric format).
+  recentchange events into the Kafka at KAFKA_BOOTSTRAP_SERVERS (``make test`` starts it); no
+  Kafka is a failure, not a reason to make lines up.
+* Druid: the real Druid services' logs (<var>/log/druid-*.log; var is WIKISTREAMS_VAR_DIR or
+  <repo>/var): their tail, plus the latest lines of every metric a Druid query reads. A metric
+  the Druid stack never logged is a failure that names the metric.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -27,7 +29,6 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -39,9 +40,11 @@ from tests.ops_support import (
     VICTORIA_LOGS,
     FakeDockerd,
     LogStack,
+    NativeServices,
     free_port,
     provisioned_queries,
     recorded_docker_stats,
+    start_representative_services,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,11 +60,6 @@ def _binaries_built():
 
 QUERIES = provisioned_queries()
 INPUT_SOURCES: dict[str, str] = {}
-
-
-def _now_iso(offset_seconds: float = 0) -> str:
-    moment = datetime.fromtimestamp(time.time() + offset_seconds, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # ── docker-stats-logger: the real program ───────────────────────────────────────────────────────
@@ -89,7 +87,30 @@ def write_docker_stats_logger_log(log_file: Path, workdir: Path) -> None:
     INPUT_SOURCES["docker-stats-logger"] = "real program on recorded Docker stats samples"
 
 
-# ── producer: the real one if Kafka is up, else a temporary stand-in ───────────────────────────
+# ── stats-logger: the real native sampler on real process trees ─────────────────────────────────
+
+
+def write_native_stats_logger_log(log_file: Path, services: NativeServices, workdir: Path) -> None:
+    """Two polls of ``wikistreams-stats-logger --native`` over the test's own services (so the
+    test does not depend on which services the shared stack runs)."""
+    ready = start_representative_services(services, workdir)
+    services.wait_ready(*ready.values())
+    with open(log_file, "ab") as out:
+        for _ in range(2):
+            subprocess.run(
+                [sys.executable, "-m", "wikistreams.resources", "--native", "--once"],
+                env={**os.environ, "WIKISTREAMS_VAR_DIR": str(services.var_dir)},
+                stdout=out,
+                check=True,
+                timeout=60,
+            )
+    INPUT_SOURCES["stats-logger"] = (
+        f"real native sampler on {len(services.processes)} real process trees "
+        f"({', '.join(sorted(services.processes))})"
+    )
+
+
+# ── producer: the real one against the running Kafka ────────────────────────────────────────────
 
 
 def _kafka_reachable(bootstrap: str) -> bool:
@@ -113,19 +134,17 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
         pass
 
 
-def run_real_producer(log_file: Path, workdir: Path) -> str | None:
+def write_producer_log(log_file: Path, workdir: Path) -> None:
     """Replay recorded events through ``python -m wikistreams.producer``; its stdout is the log
     file.
 
     The recording gets one truncated JSON line appended so that the run also shows a dead letter
-    (stage parse). Returns the reason when the producer cannot run here (no Kafka, no producer
-    package); with Kafka up, a failing producer fails the test.
+    (stage parse). Without Kafka the producer cannot run, and that fails the test: its lines are
+    what four panels and three alerts read.
     """
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    if not (ROOT / "src" / "producer" / "__main__.py").exists():
-        return "src/producer is absent"
     if not _kafka_reachable(bootstrap):
-        return f"no Kafka at {bootstrap}"
+        pytest.fail(f"no Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): the producer needs one")
     from tests.standins import recentchange_dir
     from tests.standins.wikidata_api import WikidataStandIn
 
@@ -167,153 +186,73 @@ def run_real_producer(log_file: Path, workdir: Path) -> str | None:
     finally:
         wikidata.stop()
         _delete_topics(bootstrap, [topic, dlq_topic])
-    # Kafka is up, so a failing producer is a failure, not a reason to fall back.
     assert done.returncode == 0, f"producer exited {done.returncode}: {done.stderr.decode()[-800:]}"
     INPUT_SOURCES["producer"] = f"real producer replaying {recording.name} (400 events + 1 broken)"
-    return None
 
 
-def temporary_contract_producer_lines() -> list[dict]:
-    """TEMPORARY stand-in for producer output, built from docs/contracts.md's field list only.
+# ── Druid: the real services' logs ──────────────────────────────────────────────────────────────
 
-    Used only when the real producer cannot run (no Kafka). The producer engineer: once
-    ``run_real_producer`` works in CI, delete this function and make its fallback a failure.
-    """
-    envelope = {"level": "info", "logger": "producer.pipeline", "service": "producer"}
-    stats = {
-        "msg": "stats",
-        "interval_seconds": 10,
-        "events_in": 120,
-        "events_out": 118,
-        "events_per_sec_in": 12.0,
-        "events_per_sec_out": 11.8,
-        "by_type_edit": 100,
-        "by_type_new": 10,
-        "by_type_log": 5,
-        "by_type_categorize": 3,
-        "by_type_other": 2,
-        "dlq": 1,
-        "delivery_errors": 0,
-        "duplicates_dropped": 1,
-        "canary_dropped": 0,
-        "cache_hits": 80,
-        "cache_misses": 20,
-        "api_calls": 2,
-        "api_errors": 0,
-        "api_latency_ms_avg": 85.5,
-        "api_latency_ms_max": 130.0,
-        "breaker_state": "closed",
-        "breaker_open": 0,
-        "event_lag_seconds": 1.4,
-        "checkpoint_age_seconds": 0.6,
-        "total_events_in": 120,
-        "total_events_out": 118,
-        "total_dlq": 1,
-    }
-    dead_letter = {
-        "msg": "dead_letter",
-        "level": "warning",
-        "stage": "parse",
-        "error_class": "JSONDecodeError",
-        "error": "Unterminated string starting at: line 1 column 2 (char 1)",
-        "sse_id": '[{"topic":"file","partition":0,"offset":400}]',
-    }
-    lines = [{**envelope, "ts": _now_iso(-60), "msg": "startup", "version": "0.1.0"}]
-    lines += [{**envelope, "ts": _now_iso(-50 + 10 * i), **stats} for i in range(4)]
-    lines.append({**envelope, "ts": _now_iso(-30), **dead_letter})
-    return lines
+VAR_DIR = Path(os.environ.get("WIKISTREAMS_VAR_DIR") or ROOT / "var")
+DRUID_LOG_DIR = VAR_DIR / "log"
+TAIL_LINES = 3000
+# Lines kept per metric beyond the tail: enough for every dimension variant a query filters on
+# (jvm/mem/used is logged as heap and nonheap, one line per pool kind and service).
+LINES_PER_METRIC = 20
+METRIC_FILTER = re.compile(r"\bmetric:in\(([^)]*)\)")
 
 
-def write_producer_log(log_file: Path, workdir: Path) -> None:
-    reason = run_real_producer(log_file, workdir)
-    if reason is None:
-        return
-    with open(log_file, "a") as out:
-        for line in temporary_contract_producer_lines():
-            out.write(json.dumps(line) + "\n")
-    INPUT_SOURCES["producer"] = f"TEMPORARY contract-derived lines ({reason})"
-
-
-# ── Druid: real metric lines when the stack has run, documented format for the rest ───────────
-
-DRUID_LOG_DIR = ROOT / "var" / "log"
-
-
-def _druid_line(service: str, metric: str, value: float, **dims) -> str:
-    """One logging-emitter line in the layout of druid/conf/_common/log4j2.xml."""
-    event = {
-        "feed": "metrics",
-        "timestamp": _now_iso(),
-        "service": service,
-        "host": "127.0.0.1:8091",
-        "version": "33.0.0",
-        "metric": metric,
-        "value": value,
-        **dims,
-    }
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S,%f")[:-3]
-    return (
-        f"{stamp} INFO [MonitorScheduler-0] org.apache.druid.java.util.emitter.core."
-        f"LoggingEmitter - [metrics] {json.dumps(event, separators=(',', ':'))}"
-    )
-
-
-def temporary_druid_metric_lines() -> dict[str, list[str]]:
-    """TEMPORARY: service log -> lines, in Druid's documented metric-event format, for metrics
-    the Druid stack has not logged on this machine yet. Real lines replace them automatically."""
-    ds = {"dataSource": "wikimedia_recentchange"}
-    task = {**ds, "taskId": "index_kafka_wikimedia_recentchange_0", "taskType": "index_kafka"}
+def druid_metrics_queried() -> set[str]:
+    """Every metric name a Druid panel or alert filters on (from the provisioned files)."""
     return {
-        "druid-coordinator": [
-            _druid_line("druid/overlord", "ingest/kafka/lag", 1234, **ds, stream="x"),
-            _druid_line("druid/overlord", "task/success/count", 1, **ds),
-            _druid_line("druid/overlord", "task/failed/count", 0, **ds),
-        ],
-        "druid-indexer": [
-            _druid_line("druid/indexer", "ingest/events/processed", 400, **task),
-            _druid_line("druid/indexer", "ingest/events/unparseable", 0, **task),
-            _druid_line("druid/indexer", "ingest/events/thrownAway", 2, **task),
-            _druid_line("druid/indexer", "ingest/handoff/count", 1, **task),
-            _druid_line("druid/indexer", "ingest/handoff/failed", 0, **task),
-            _druid_line("druid/indexer", "jvm/mem/used", 123456789, memKind="heap"),
-        ],
-        "druid-broker": [
-            _druid_line("druid/broker", "query/time", 42, **ds, type="timeseries"),
-        ],
+        name.strip().strip('"')
+        for query in QUERIES
+        for group in METRIC_FILTER.findall(query.expr)
+        for name in group.split(",")
     }
+
+
+def _last_lines(data: bytes, needle: bytes, count: int) -> list[bytes]:
+    """The last ``count`` lines of ``data`` containing ``needle`` (searched from the end: the
+    logs are large and only their end matters)."""
+    lines: list[bytes] = []
+    end = len(data)
+    while len(lines) < count:
+        hit = data.rfind(needle, 0, end)
+        if hit < 0:
+            break
+        start = data.rfind(b"\n", 0, hit) + 1
+        stop = data.find(b"\n", hit)
+        lines.append(data[start : stop if stop >= 0 else len(data)])
+        end = start
+    return lines[::-1]
 
 
 def write_druid_logs(log_dir: Path) -> None:
-    real_metrics: set[str] = set()
-    for path in sorted(DRUID_LOG_DIR.glob("druid-*.log")):
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line]
-        if not lines:
-            continue
-        (log_dir / path.name).write_text("\n".join(lines[-3000:]) + "\n")
-        for line in lines:
-            if "[metrics] " in line:
-                try:
-                    real_metrics.add(json.loads(line.split("[metrics] ", 1)[1])["metric"])
-                except (ValueError, KeyError):
-                    pass
-    filled = []
-    for service, lines in temporary_druid_metric_lines().items():
-        missing = [line for line in lines if _metric_of(line) not in real_metrics]
-        filled += [_metric_of(line) for line in missing]
-        if missing:
-            with open(log_dir / f"{service}.log", "a") as out:
-                out.write("\n".join(missing) + "\n")
-    needed = {
-        _metric_of(line) for lines in temporary_druid_metric_lines().values() for line in lines
-    }
-    INPUT_SOURCES["druid"] = (
-        f"real var/log/druid-*.log lines for {sorted(needed & real_metrics) or 'no metric'}; "
-        f"TEMPORARY documented-format lines for {filled or 'none'}"
+    """Each druid-*.log's tail plus the latest lines of every queried metric, unchanged."""
+    needed = druid_metrics_queried()
+    found: set[str] = set()
+    paths = sorted(DRUID_LOG_DIR.glob("druid-*.log"))
+    for path in paths:
+        data = path.read_bytes()
+        tail = _last_lines(data, b"\n", TAIL_LINES + 1)
+        picked = []
+        for metric in sorted(needed):
+            lines = _last_lines(data, f'"metric":"{metric}"'.encode(), LINES_PER_METRIC)
+            if lines:
+                found.add(metric)
+                picked += lines
+        lines = [line for line in picked + tail if line.strip()]
+        if lines:
+            (log_dir / path.name).write_bytes(b"\n".join(lines) + b"\n")
+    missing = sorted(needed - found)
+    assert not missing, (
+        f"the Druid services never logged {missing} in {DRUID_LOG_DIR}/druid-*.log "
+        f"({len(paths)} files): start the native stack there (or point WIKISTREAMS_VAR_DIR at "
+        "one) and check the monitors in druid/conf/*/runtime.properties"
     )
-
-
-def _metric_of(line: str) -> str:
-    return json.loads(line.split("[metrics] ", 1)[1])["metric"]
+    INPUT_SOURCES["druid"] = (
+        f"real {DRUID_LOG_DIR}/druid-*.log lines ({len(paths)} files) for {sorted(found)}"
+    )
 
 
 # ── the stack and the queries ───────────────────────────────────────────────────────────────────
@@ -324,16 +263,22 @@ def loaded_stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("logstack")
     started = int(time.time()) - 3600
     stack = LogStack.start(workdir)
+    services = NativeServices(workdir / "native-var")
     try:
         write_docker_stats_logger_log(stack.log_dir / "docker-stats-logger.log", workdir)
+        write_native_stats_logger_log(stack.log_dir / "stats-logger.log", services, workdir)
+        services.stop_all()
         write_druid_logs(stack.log_dir)
         write_producer_log(stack.log_dir / "producer.log", workdir)
-        counts = stack.wait_ingested({"docker-stats-logger", "producer", "druid-broker"}, started)
+        counts = stack.wait_ingested(
+            {"docker-stats-logger", "stats-logger", "producer", "druid-broker"}, started
+        )
         print(f"\nlog lines stored per service: {counts}")
         for name, source in sorted(INPUT_SOURCES.items()):
             print(f"input {name}: {source}")
         yield stack, started
     finally:
+        services.stop_all()
         stack.stop()
 
 
@@ -395,3 +340,33 @@ def test_every_provisioned_query_returns_data(loaded_stack, query):
         assert stack.logs(query.expr, start, end), f"{query.where}: no lines for {query.expr}"
     missing = unpacked_fields_missing(stack, query.expr, start, end)
     assert not missing, f"{query.where}: no input line has {missing}: {query.expr}"
+
+
+BOTH_STATS_LOGGERS = '{service=~"docker-stats-logger|stats-logger"}'
+RESOURCE_QUERIES = [q for q in QUERIES if q.expr.startswith(BOTH_STATS_LOGGERS)]
+
+
+def test_resource_queries_read_both_stats_loggers():
+    """Every Resources panel and the memory alert select both samplers' lines; the per-mode test
+    below depends on that selector."""
+    assert {q.where for q in QUERIES if "container_stats" in q.expr} == {
+        q.where for q in RESOURCE_QUERIES
+    }
+    assert len([q for q in RESOURCE_QUERIES if not q.where.startswith("alert")]) == 6
+
+
+@pytest.mark.parametrize("logger", ["docker-stats-logger", "stats-logger"])
+@pytest.mark.parametrize("query", RESOURCE_QUERIES, ids=[q.where for q in RESOURCE_QUERIES])
+def test_resource_query_returns_data_in_each_mode(loaded_stack, query, logger):
+    """The same query on compose lines alone and on native lines alone: a field one sampler
+    misses would otherwise hide behind the other sampler's rows."""
+    stack, start = loaded_stack
+    end = int(time.time()) + 60
+    expr = query.expr.replace(BOTH_STATS_LOGGERS, f'{{service="{logger}"}}')
+    series = stack.stats_range(expr, start, end, query.step)
+    values = [float(v) for s in series for _, v in s["values"] if v not in ("NaN", "")]
+    containers = sorted({s["metric"].get("container", "") for s in series})
+    print(f"\n{query.where} [{logger}]: {len(series)} series, {len(values)} values, {containers}")
+    assert series and values, f"{query.where}: no data from {logger}: {expr}"
+    missing = unpacked_fields_missing(stack, expr, start, end)
+    assert not missing, f"{query.where}: no {logger} line has {missing}"
