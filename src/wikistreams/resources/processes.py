@@ -38,7 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 import psutil
 
@@ -199,7 +199,7 @@ def memory_limit_bytes(pid: int) -> int:
     return limit
 
 
-def _sum(procs: Iterable[psutil.Process], read: Any) -> int:
+def _sum(procs: Iterable[psutil.Process], read: Callable[[psutil.Process], int]) -> int:
     """Sum ``read(proc)`` over processes; one that exited or is not ours counts 0."""
     total = 0
     for proc in procs:
