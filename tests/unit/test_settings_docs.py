@@ -1,5 +1,6 @@
 """README's configuration table and .env.example come from the settings model; they must agree."""
 
+from wikistreams.producer.docblocks import block_in
 from wikistreams.producer.settings_doc import (
     ENV_BEGIN,
     ENV_END,
@@ -12,22 +13,17 @@ from wikistreams.producer.settings_doc import (
 from tests.standins import REPO_ROOT
 
 
-def _between(text: str, begin: str, end: str) -> str:
-    assert begin in text and end in text, f"missing marker {begin!r}"
-    return text[text.index(begin) : text.index(end) + len(end)]
-
-
 def test_env_example_matches_the_model():
     text = (REPO_ROOT / ".env.example").read_text()
     assert (
-        _between(text, ENV_BEGIN, ENV_END) == env_block()
+        block_in(text, ENV_BEGIN, ENV_END) == env_block()
     ), "regenerate with: python -m wikistreams.producer.settings_doc env"
 
 
 def test_readme_table_matches_the_model():
     text = (REPO_ROOT / "README.md").read_text()
     assert (
-        _between(text, TABLE_BEGIN, TABLE_END) == markdown_table()
+        block_in(text, TABLE_BEGIN, TABLE_END) == markdown_table()
     ), "regenerate with: python -m wikistreams.producer.settings_doc markdown"
 
 

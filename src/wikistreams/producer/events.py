@@ -12,7 +12,7 @@ field names are the contract that `druid/ingestion-spec.json` and the dashboards
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -88,34 +88,74 @@ class WikidataLabels(BaseModel):
 
 
 class EnrichedEvent(BaseModel):
-    """One message on the enriched topic. Every field becomes a Druid column of the same name."""
+    """One message on the enriched topic. Every field becomes a Druid column of the same name.
 
-    event_id: str
-    event_time: str = Field(description="ISO-8601 UTC with milliseconds; Druid's __time")
-    rc_id: int | None
-    wiki: str
-    server_name: str
-    type: str
-    namespace: int
-    title: str
-    user: str
-    bot: bool
-    minor: bool | None
-    patrolled: bool | None
-    length_old: int | None
-    length_new: int | None
-    length_delta: int | None
-    revision_old: int | None
-    revision_new: int | None
-    comment: str
-    log_type: str | None
-    log_action: str | None
-    wikidata_id: str | None = None
-    wikidata_label_ko: str | None = None
-    wikidata_label_en: str | None = None
-    wikidata_description_ko: str | None = None
-    wikidata_description_en: str | None = None
-    enrichment_status: EnrichmentStatus = "not_applicable"
+    The descriptions and examples are the contract's documentation: docs/contracts.md's table is
+    generated from them (`python -m wikistreams.producer.contract_doc`).
+    """
+
+    event_id: str = Field(
+        description="`meta.id` (a UUID), unique per event",
+        examples=["dd8c5690-2222-11e8-a2ad-1418776134f3"],
+    )
+    event_time: str = Field(
+        description="`meta.dt` as ISO-8601 UTC with milliseconds; Druid's `__time`",
+        examples=["2018-03-07T16:16:17.000Z"],
+    )
+    rc_id: int | None = Field(description="recentchange `id`", examples=[680514367])
+    wiki: str = Field(description="database name of the wiki", examples=["enwiki", "wikidatawiki"])
+    server_name: str = Field(
+        description="host name of the wiki", examples=["en.wikipedia.org", "www.wikidata.org"]
+    )
+    type: str = Field(
+        description="kind of change", examples=["edit", "new", "log", "categorize", "external"]
+    )
+    namespace: int = Field(description="namespace number of the page", examples=[0, 1, 14])
+    title: str = Field(
+        description="page title, with its namespace prefix",
+        examples=["Douglas Adams", "Talk:Douglas Adams", "Q42"],
+    )
+    user: str = Field(
+        description="user name, or IP address for anonymous edits", examples=["MisterSynergy"]
+    )
+    bot: bool = Field(description='edit flagged as bot; Druid keeps the string `"true"`/`"false"`')
+    minor: bool | None = Field(description="minor edit (edits only)")
+    patrolled: bool | None = Field(description="patrolled (wikis with patrolling only)")
+    length_old: int | None = Field(description="page length in bytes before (null: new page)")
+    length_new: int | None = Field(description="page length in bytes after")
+    length_delta: int | None = Field(
+        description="`length_new - length_old` (new pages: `length_new`)", examples=[431, -12]
+    )
+    revision_old: int | None = Field(description="revision id before (null: new page)")
+    revision_new: int | None = Field(description="revision id after")
+    comment: str = Field(description="edit summary (wikitext)")
+    log_type: str | None = Field(
+        description="kind of log (log events only)", examples=["block", "delete", "newusers"]
+    )
+    log_action: str | None = Field(
+        description="what was logged (log events only)", examples=["block", "restore", "create"]
+    )
+    wikidata_id: str | None = Field(
+        default=None,
+        description="the entity a wikidatawiki entity page is about; null elsewhere",
+        examples=["Q42", "P31", "L1"],
+    )
+    wikidata_label_ko: str | None = Field(
+        default=None, description="Korean label of the entity", examples=["더글러스 애덤스"]
+    )
+    wikidata_label_en: str | None = Field(
+        default=None, description="English label of the entity", examples=["Douglas Adams"]
+    )
+    wikidata_description_ko: str | None = Field(
+        default=None, description="Korean description of the entity"
+    )
+    wikidata_description_en: str | None = Field(
+        default=None, description="English description of the entity"
+    )
+    enrichment_status: EnrichmentStatus = Field(
+        default="not_applicable",
+        description="whether the labels were looked up, and what came of it",
+    )
 
     @classmethod
     def from_change(
@@ -209,6 +249,14 @@ LONG_FIELDS = (
 )
 
 
+class DerivedDimension(NamedTuple):
+    """A string column Druid computes at ingestion from the message's fields."""
+
+    expression: str  # a Druid expression
+    nullable: bool
+    description: str  # for docs/contracts.md
+
+
 # Columns Druid derives at ingestion (`transformSpec`), not sent by the producer. Each lets a
 # "top N" chart group by one dictionary-encoded column, which Druid runs as a topN instead of a
 # multi-column groupBy (docs/capacity.md measured both on a day of live-shaped data):
@@ -216,14 +264,23 @@ LONG_FIELDS = (
 # - `wikidata_entity` is what "Top Wikidata entities" shows, `label (Q42)` with the Korean label,
 #   else the English one, else the bare id (2.4 s -> 0.2 s against GROUP BY id and its labels).
 DERIVED_DIMENSIONS = {
-    "page": 'concat("wiki", \':\', "title")',
-    "wikidata_entity": (
+    "page": DerivedDimension(
+        'concat("wiki", \':\', "title")',
+        nullable=False,
+        description='`wiki:title` (the message key), so that "Most edited pages" is a topN over '
+        "one column",
+    ),
+    "wikidata_entity": DerivedDimension(
         'case_searched(isnull("wikidata_id"), null, '
         "strlen(nvl(\"wikidata_label_ko\", '')) > 0, "
         "concat(\"wikidata_label_ko\", ' (', \"wikidata_id\", ')'), "
         "strlen(nvl(\"wikidata_label_en\", '')) > 0, "
         "concat(\"wikidata_label_en\", ' (', \"wikidata_id\", ')'), "
-        '"wikidata_id")'
+        '"wikidata_id")',
+        nullable=True,
+        description="`label (Q42)` with the Korean label, else the English one, else the bare "
+        'id; null for non-entity events. So that "Top Wikidata entities" is a topN over one '
+        "column",
     ),
 }
 
@@ -242,6 +299,6 @@ def druid_dimensions() -> list[dict[str, str]]:
 def druid_transforms() -> list[dict[str, str]]:
     """The Druid transformSpec transforms that compute `DERIVED_DIMENSIONS`."""
     return [
-        {"type": "expression", "name": name, "expression": expression}
-        for name, expression in DERIVED_DIMENSIONS.items()
+        {"type": "expression", "name": name, "expression": derived.expression}
+        for name, derived in DERIVED_DIMENSIONS.items()
     ]
