@@ -25,5 +25,5 @@ if [ -z "${SUPERSET_SECRET_KEY:-}" ]; then
 fi
 PY="$VENV/bin/python"
 [ -x "$PY" ] || PY=python
-"$PY" "$HERE/bundle.py" export "$BUNDLE_DIR" "$@"
+"$PY" -m wikistreams.superset.cli export "$BUNDLE_DIR" "$@"
 git -C "$ROOT" status --short -- "$BUNDLE_DIR" || true

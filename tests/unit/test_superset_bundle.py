@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wikistreams.superset import bundle as bundle_tool
+from wikistreams.superset import assets, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "superset" / "dashboards" / "wikimedia_live_trends"
@@ -164,16 +164,14 @@ def test_wikidata_label_falls_back_ko_en_id():
 
 def test_druid_uri_is_templated_per_environment():
     database = next(iter(DATABASES.values()))
-    assert database["sqlalchemy_uri"] == bundle_tool.DRUID_URI_TEMPLATE
-    rendered = bundle_tool.render(database["sqlalchemy_uri"], {"DRUID_BROKER_HOST": "druid-broker"})
+    assert database["sqlalchemy_uri"] == assets.DRUID_URI_TEMPLATE
+    rendered = assets.render(database["sqlalchemy_uri"], {"DRUID_BROKER_HOST": "druid-broker"})
     assert rendered == "druid://druid-broker:8082/druid/v2/sql/"
-    assert bundle_tool.render(database["sqlalchemy_uri"], {}) == (
-        "druid://127.0.0.1:8082/druid/v2/sql/"
-    )
+    assert assets.render(database["sqlalchemy_uri"], {}) == ("druid://127.0.0.1:8082/druid/v2/sql/")
 
 
 def test_build_zip_is_importable_shape(tmp_path):
-    out = bundle_tool.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
+    out = assets.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
         assert all(n.startswith("wikimedia_live_trends/") for n in names)
@@ -183,12 +181,70 @@ def test_build_zip_is_importable_shape(tmp_path):
         assert database["sqlalchemy_uri"] == "druid://127.0.0.1:8082/druid/v2/sql/"
 
 
+def test_assets_contents_are_what_import_assets_command_takes():
+    """Superset's ImportAssetsCommand wants metadata type "assets"; git keeps the export's own
+    type, so the zip from ``build`` still imports through the UI."""
+    contents = assets.assets_contents(BUNDLE, env={"DRUID_BROKER_HOST": "druid-broker"})
+    assert yaml.safe_load(contents["metadata.yaml"])["type"] == "assets"
+    assert set(contents) == {p.relative_to(BUNDLE).as_posix() for p in BUNDLE.rglob("*.yaml")}
+    (database,) = [yaml.safe_load(t) for r, t in contents.items() if r.startswith("databases/")]
+    assert database["sqlalchemy_uri"] == "druid://druid-broker:8082/druid/v2/sql/"
+    for rel, text in contents.items():
+        if rel.startswith("charts/"):
+            context = json.loads(yaml.safe_load(text)["query_context"])
+            assert context["datasource"] == assets.UNBOUND_DATASOURCE, rel
+
+
+def test_cli_build_and_normalise(tmp_path, capsys):
+    """The console script's pure half works in the project's venv, without Superset."""
+    out = tmp_path / "bundle.zip"
+    assert cli.main(["build", str(BUNDLE), str(out)]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(BUNDLE, copy)
+    assert cli.main(["normalise", str(out), str(copy)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed[0] == str(out) and "metadata.yaml" in printed
+
+
+def test_cli_reports_a_folder_that_is_no_bundle(tmp_path, capsys):
+    assert cli.main(["build", str(tmp_path), str(tmp_path / "x.zip")]) == 1
+    assert "has no metadata.yaml" in capsys.readouterr().err
+
+
+def test_normalise_unbinds_ids_an_instance_wrote(tmp_path):
+    """An export carries this instance's dataset id in each query context (top level and per
+    query) and its chart ids in form data: git keeps none of them."""
+    out = assets.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
+    bound = tmp_path / "bound.zip"
+    with zipfile.ZipFile(out) as src, zipfile.ZipFile(bound, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if "/charts/" in name:
+                chart = yaml.safe_load(data)
+                context = json.loads(chart["query_context"])
+                context["datasource"] = {"id": 7, "type": "table"}
+                for query in context["queries"]:
+                    query["datasource"] = {"id": 7, "type": "table"}
+                context["form_data"].update(slice_id=42, datasource="7__table")
+                chart["query_context"] = json.dumps(context)
+                data = assets.dump_yaml(chart).encode()
+            dst.writestr(name, data)
+    copy = tmp_path / "copy"
+    shutil.copytree(BUNDLE, copy)
+    assets.normalise(bound, copy)
+    for path in (copy / "charts").glob("*.yaml"):
+        context = yaml.safe_load(path.read_text(encoding="utf-8"))["query_context"]
+        assert context["datasource"] == assets.UNBOUND_DATASOURCE
+        assert all(q["datasource"] == assets.UNBOUND_DATASOURCE for q in context["queries"])
+        assert not {"slice_id", "datasource"} & set(context["form_data"])
+
+
 def test_normalise_round_trip_is_byte_identical(tmp_path):
     """Export -> normalise must reproduce git's files exactly, so diffs show only real edits."""
     copy = tmp_path / "bundle"
     shutil.copytree(BUNDLE, copy)
-    out = bundle_tool.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
-    bundle_tool.normalise(out, copy)
+    out = assets.build_zip(BUNDLE, tmp_path / "bundle.zip", env={})
+    assets.normalise(out, copy)
     for original in BUNDLE.rglob("*.yaml"):
         rel = original.relative_to(BUNDLE)
         assert (copy / rel).read_text(encoding="utf-8") == original.read_text(encoding="utf-8"), rel

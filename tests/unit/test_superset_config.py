@@ -1,19 +1,19 @@
-"""superset/superset_config.py refuses weak secrets, and a real start attempt stops on them.
+"""The Superset config refuses weak secrets, and a real start attempt stops on them.
 
 Why it matters: Superset itself only refuses its own built-in default SECRET_KEY; any other
 published value (a compose fallback, the one in .env.example) lets anyone forge sessions
-(CVE-2023-27524). The config is loaded by file path because the project's ``superset/`` folder
-must not shadow the real ``superset`` package.
+(CVE-2023-27524). The settings are ``wikistreams.superset.config``, imported here by name; the
+probes in Superset's venv load ``superset/superset_config.py`` the way Superset does, through
+``SUPERSET_CONFIG_PATH``.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -28,17 +28,22 @@ GOOD_PASSWORD = "Wq8-vN3r-Lp6z"
 STRONG = {"SUPERSET_SECRET_KEY": GOOD_KEY, "SUPERSET_ADMIN_PASSWORD": GOOD_PASSWORD}
 
 
+MODULE = "wikistreams.superset.config"
+
+
 def load_config(monkeypatch: pytest.MonkeyPatch, **env: str | None):
-    """Import the config module fresh with exactly these Superset variables set."""
+    """Import the config module fresh with exactly these Superset variables set.
+
+    The settings are computed at import (that is how Superset reads a config), so each case
+    drops the cached module first; monkeypatch puts the previous one back afterwards.
+    """
     for name in (*STRONG, "SUPERSET_REDIS_URL", "SUPERSET_BEHIND_TLS_PROXY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         if value is not None:
             monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location(f"superset_config_{uuid.uuid4().hex}", CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    monkeypatch.delitem(sys.modules, MODULE, raising=False)
+    return importlib.import_module(MODULE)
 
 
 def test_loads_with_strong_secrets(monkeypatch):
@@ -225,11 +230,12 @@ def test_native_run_binds_loopback_only(tmp_path):
 
 
 def _superset_probe(probe: str, cwd: Path | None = None, **env: str):
-    """Run `probe` in the real Superset venv's Python with this config's path as argv[1]."""
+    """Run `probe` in the real Superset venv's Python, where ``superset.config`` loads our file
+    through SUPERSET_CONFIG_PATH exactly as the server does."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
-    clean.update(**STRONG, **env)
+    clean.update(**STRONG, **env, SUPERSET_CONFIG_PATH=str(CONFIG), PYTHONSAFEPATH="1")
     return subprocess.run(
-        [str(VENV / "bin" / "python"), "-c", probe, str(CONFIG)],
+        [str(VENV / "bin" / "python"), "-c", probe],
         env=clean,
         capture_output=True,
         text=True,
@@ -239,11 +245,9 @@ def _superset_probe(probe: str, cwd: Path | None = None, **env: str):
 
 
 EVENT_LOG_PROBE = """
-import importlib.util, logging, sys
+import logging, sys
 logging.basicConfig(stream=sys.stdout, format="%(name)s %(message)s", level=logging.INFO)
-spec = importlib.util.spec_from_file_location("superset_config", sys.argv[1])
-config = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(config)
+from superset import config
 config.EVENT_LOGGER.log(1, "ChartDataRestApi.data", 2, 57, 3, None, None, None)
 """
 
@@ -342,11 +346,8 @@ def test_tls_switch_refuses_anything_but_true_or_false(monkeypatch, value):
 
 
 PROXY_FIX_PROBE = """
-import importlib.util, sys
 from werkzeug.middleware.proxy_fix import ProxyFix
-spec = importlib.util.spec_from_file_location("superset_config", sys.argv[1])
-config = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(config)
+from superset import config
 def app(environ, start_response):
     print(environ["wsgi.url_scheme"], environ["REMOTE_ADDR"], environ["HTTP_HOST"])
     print("prefix=" + environ.get("SCRIPT_NAME", ""))
@@ -365,8 +366,10 @@ def test_proxy_fix_config_is_werkzeugs(tmp_path):
     """The keys are ProxyFix's own (Superset passes PROXY_FIX_CONFIG as keyword arguments)."""
     result = _superset_probe(PROXY_FIX_PROBE, cwd=tmp_path, SUPERSET_BEHIND_TLS_PROXY="true")
     assert result.returncode == 0, result.stderr[-2000:]
+    loaded, *output = result.stdout.splitlines()
+    assert loaded == f"Loaded your LOCAL configuration at [{CONFIG}]"  # Superset's own loader
     # Port and prefix headers (which Caddy passes through from the client) are ignored.
-    assert result.stdout.split() == ["https", "198.51.100.7", "superset.test", "prefix=", "True"]
+    assert " ".join(output).split() == ["https", "198.51.100.7", "superset.test", "prefix=", "True"]
 
 
 @needs_venv
@@ -459,6 +462,10 @@ class _SecurityManager:
 
 security_manager = _SecurityManager()
 """,
+    # Where the real package keeps its Flask extensions (superset/extensions/__init__.py).
+    "extensions.py": """
+from superset import security_manager
+""",
     "app.py": """
 import contextlib
 
@@ -490,7 +497,7 @@ def _run_init(tmp_path: Path, password: str) -> subprocess.CompletedProcess:
         # The bundle import is not under test: recorded, not run.
         (fake_bin / "python").write_text(
             '#!/bin/sh\nprintf \'python %s\\n\' "$*" >>"$ARGV_LOG"\n'
-            'case "$1" in *bundle.py) exit 0 ;; esac\n'
+            'case "$*" in *"wikistreams.superset.cli import "*) exit 0 ;; esac\n'
             f'exec "{sys.executable}" "$@"\n'
         )
         for name in ("superset", "python"):
@@ -516,6 +523,7 @@ def test_init_creates_admin_without_password_in_argv(tmp_path):
     assert GOOD_PASSWORD not in argv_log  # what `ps` would have shown
     assert "superset db upgrade" in argv_log and "superset init" in argv_log
     assert "superset fab" not in argv_log
+    assert "python -m wikistreams.superset.cli create-admin --username admin" in argv_log
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["users"] == {
         "admin": {
@@ -525,7 +533,7 @@ def test_init_creates_admin_without_password_in_argv(tmp_path):
             "password": GOOD_PASSWORD,  # from the environment
         }
     }
-    assert "creating admin 'admin'" in result.stderr
+    assert "created admin 'admin'" in result.stderr
 
 
 def test_init_leaves_existing_admin_password_as_is(tmp_path):
