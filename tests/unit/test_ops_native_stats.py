@@ -69,8 +69,9 @@ def test_line_has_the_docker_fields_plus_the_network_scope(stack):
 
 def test_cpu_of_a_busy_child_counts_for_its_wrapper_service(stack):
     _, _, lines = stack
-    # One busy loop is ~100 % of one CPU; the machine is shared, so only a clear lower bound.
-    assert lines["busy"]["cpu_percent"] > 40
+    # One busy loop is ~100 % of one CPU; the machine is shared (other tests, a Druid), so only
+    # a lower bound that an idle tree cannot reach.
+    assert lines["busy"]["cpu_percent"] > 20
     assert lines["idle"]["cpu_percent"] < 5
 
 

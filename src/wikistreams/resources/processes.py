@@ -55,10 +55,11 @@ ProcessKey = tuple[int, float]  # (pid, create_time): survives pid reuse within 
 
 
 def var_dir(environ: dict[str, str] | None = None) -> Path:
-    """``WIKISTREAMS_VAR_DIR`` when set (a second stack, tests), else ``<repo>/var``."""
+    """``WIKISTREAMS_VAR_DIR`` when set (a second stack, tests), else ``<repo>/var``: the same
+    rule as the native launcher's, so the sampler reads the pid records of the stack it runs in."""
     env = os.environ if environ is None else environ
     override = env.get("WIKISTREAMS_VAR_DIR", "").strip()
-    return Path(override) if override else ROOT / "var"
+    return Path(override).resolve() if override else ROOT / "var"
 
 
 @dataclass(frozen=True)
