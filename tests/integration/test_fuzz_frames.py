@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 REAL = [
     data
     for path in recorded_files()
-    if path.name.startswith(("polars-book", "recentchange_9_frames"))
+    if path.name.startswith("polars-book") or path.parent.name == "editgroups_testdata"
     for data in recorded_events(path)
 ]
 

@@ -30,6 +30,7 @@ from wikistreams.producer.sink import (
 from tests.conftest import event_ids
 from tests.integration.conftest import KAFKA, committed_position, delete_topics, producer_env
 from tests.standins import recentchange_dir
+from tests.standins.sse_server import recorded_sse
 
 pytestmark = pytest.mark.integration
 
@@ -123,8 +124,11 @@ def test_sse_to_kafka_with_dead_letters_and_reconnects(
     tmp_path, topic, sse_server_factory, wikidata
 ):
     polars = recording("polars-book_wikimedia_enwiki_2023-07-29.jsonl")
-    frames = recording("recentchange_9_frames_2025-08-29.sse")
-    server = sse_server_factory([polars, frames])
+    # 82 wikidatawiki events of 2018 (JSON lines, stand-in ids), then the raw SSE recording's 9
+    # enwiki events of 2023 with their own ids: both in time order, so resumes move forward.
+    batch = recording("qs_batch_with_new_items.json")
+    frames = recorded_sse()
+    server = sse_server_factory([batch, frames])
     server.behaviour.cut_after = 30
     canary = canary_from(polars.read_bytes().splitlines()[0])
     server.behaviour.inject = {
@@ -134,7 +138,8 @@ def test_sse_to_kafka_with_dead_letters_and_reconnects(
         40: b"event: message\ndata: " + canary + b"\n\n",
         60: b"event: error\ndata: upstream lag\n\n",
     }
-    expected = event_ids(polars) + event_ids(frames)
+    expected = event_ids(batch) + event_ids(frames)
+    assert len(set(expected)) == 91
     producer = Producer(tmp_path, server.url, wikidata.url, topic)
     producer.start()
     records = read_topic(topic, expect=len(expected), timeout=90)

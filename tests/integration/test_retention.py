@@ -50,6 +50,7 @@ from tests.integration.conftest import (
     run_producer,
 )
 from tests.standins import REPO_ROOT, recentchange_dir
+from tests.standins.sse_server import recorded_sse
 from wikistreams.druid.supervisor import DruidError
 
 pytestmark = pytest.mark.integration
@@ -138,7 +139,7 @@ def test_the_producer_applies_the_retention_settings_at_start(topic, tmp_path, w
     dlq = f"{topic}.dlq"
     stale = TopicRetention(HOUR_MS, -1, dlq, HOUR_MS, -1)
     ensure_topics(KAFKA, [topic, dlq], 1, 1, retention=stale)
-    recording = next(recentchange_dir().rglob("recentchange_9_frames_2025-08-29.sse"))
+    recording = recorded_sse()
     env = producer_env(
         tmp_path,
         recording.as_uri(),

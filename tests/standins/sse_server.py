@@ -31,9 +31,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from wikistreams.producer.sse import parse
-from tests.standins import LoopbackServer
+from tests.standins import LoopbackServer, data_dir
 
 TOPIC = "eqiad.mediawiki.recentchange"
+# The raw SSE recording: nine real events (polars-book, MIT) in EventStreams' frame format,
+# DERIVED by tests/data/recorded/make_derived.py (SOURCES.md 1c). Kept out of recentchange/ so
+# that the events are not counted twice by what reads every recording.
+RECORDED_SSE = "DERIVED_recentchange_9_frames_from_polars-book_enwiki_2023-07-29.sse"
+
+
+def recorded_sse() -> Path:
+    """The raw SSE recording (`:ok`, then `event: message` / `id:` / `data:` frames)."""
+    return data_dir() / "sse" / RECORDED_SSE
+
+
 UA_POLICY = re.compile(r"^\S+/\S+ \(.+\) \S+")
 
 

@@ -29,6 +29,9 @@ from tests.standins import LoopbackServer, data_dir
 FALLBACK = {"ko": ["ko", "mul", "en"], "en": ["en", "mul"], "mul": ["mul"]}
 
 
+RATELIMITED = "DERIVED_ratelimited_from_wdtk_assert-user-failed.json"
+
+
 @dataclass
 class Recorded:
     entities: dict[str, dict] = field(default_factory=dict)
@@ -54,7 +57,8 @@ def load_recorded(root: Path | None = None) -> Recorded:
             _add(rec, doc["id"], doc)
     rec.missing -= set(rec.entities)
     rec.maxlag_body = (root / "wdtk" / "error-maxlag-full.json").read_bytes()
-    rec.ratelimited_body = next((root / "errors").glob("ratelimited*.json")).read_bytes()
+    # DERIVED from a recorded wikidata.org error envelope (SOURCES.md 4e): code `ratelimited`.
+    rec.ratelimited_body = (root / "errors" / RATELIMITED).read_bytes()
     return rec
 
 

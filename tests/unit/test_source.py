@@ -14,7 +14,7 @@ import structlog
 from wikistreams.producer.logs import configure_logging
 from wikistreams.producer.source import FileSource, StreamRejected, file_offset, open_source
 from tests.conftest import USER_AGENT, recorded_files
-from tests.standins.sse_server import SseStandIn, live_id, filler, load_frames
+from tests.standins.sse_server import TOPIC, SseStandIn, filler, live_id, load_frames, recorded_sse
 
 
 def _file(name):
@@ -44,10 +44,18 @@ def test_file_replay_of_jsonl_and_sse():
     events = list(FileSource(_file("polars-book"), "fast", None, stop))
     assert len(events) == 100
     assert json.loads(events[0].data)["title"] == "EFL Championship"
-    frames = list(FileSource(_file("recentchange_9_frames"), "fast", None, stop))
+    frames = list(FileSource(recorded_sse(), "fast", None, stop))
     assert len(frames) == 9 and all(f.event_type == "message" for f in frames)
-    # U+200E survives byte for byte.
-    assert "\u200e" in json.loads(frames[1].data)["parsedcomment"]
+    # Each frame's data is its recorded event byte for byte (the SSE file wraps polars-book's).
+    assert [f.data for f in frames] == _file("polars-book").read_bytes().splitlines()[:9]
+    # MediaWiki's section arrow "\u2192" and the invisible U+200E after it survive byte for byte.
+    parsed = json.loads(frames[2].data)["parsedcomment"]
+    assert '<a href="/wiki/Higher#Albums" title="Higher">\u2192\u200eAlbums</a>' in parsed
+    # The stand-in serves the recorded ids: EventStreams' form, the eqiad time is meta.dt's.
+    eqiad, codfw = json.loads(load_frames([recorded_sse()])[2].sse_id)
+    assert json.loads(frames[2].data)["meta"]["dt"] == "2023-07-29T07:51:44Z"
+    assert eqiad == {"topic": TOPIC, "partition": 0, "timestamp": 1690617104000}
+    assert codfw == {"topic": "codfw.mediawiki.recentchange", "partition": 0, "offset": -1}
 
 
 def test_file_replay_resumes_after_checkpoint():
@@ -63,9 +71,9 @@ def test_a_checkpoint_of_another_source_does_not_apply(sse_server_factory):
     """Switching SSE_URL must not skip events: another file's or a file's id is ignored live."""
     stop = threading.Event()
     first = list(islice(FileSource(_file("polars-book"), "fast", None, stop), 99))
-    other = list(FileSource(_file("recentchange_9_frames"), "fast", first[-1].sse_id, stop))
+    other = list(FileSource(recorded_sse(), "fast", first[-1].sse_id, stop))
     assert len(other) == 9
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     live = open_source(server.url, USER_AGENT, first[-1].sse_id, stop)
     assert len(list(islice(live, 9))) == 9
     assert server.behaviour.connections[0]["last_event_id"] is None
@@ -77,7 +85,7 @@ def test_missing_file_is_a_clear_error():
 
 
 def test_sse_reconnects_with_last_event_id(sse_server_factory):
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.cut_after = 4
     source = iter(open_source(server.url, USER_AGENT, None, threading.Event(), backoff_cap=0.1))
     events, ids = [], set()
@@ -94,7 +102,7 @@ def test_sse_reconnects_with_last_event_id(sse_server_factory):
 
 
 def test_sse_backs_off_on_429_and_recovers(sse_server_factory):
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.reject_next = 2
     server.behaviour.retry_after = "0"
     source = open_source(server.url, USER_AGENT, None, threading.Event(), backoff_cap=0.05)
@@ -103,7 +111,7 @@ def test_sse_backs_off_on_429_and_recovers(sse_server_factory):
 
 
 def test_sse_without_policy_user_agent_is_rejected(sse_server_factory):
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     source = open_source(server.url, "python-requests/2.32", None, threading.Event())
     with pytest.raises(StreamRejected, match="USER_AGENT_CONTACT"):
         next(iter(source))
@@ -111,7 +119,7 @@ def test_sse_without_policy_user_agent_is_rejected(sse_server_factory):
 
 def test_malformed_frames_reach_the_consumer(sse_server_factory):
     """The source never drops a frame: bad ones are the decode stage's to dead-letter."""
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.inject = {
         2: b'event: message\nid: [{"topic":"x","partition":0,"timestamp":1}]\ndata: {"meta": {\n\n',
         5: b"event: error\ndata: upstream timeout\n\n",
@@ -191,7 +199,7 @@ def _until_every_id(source, want: int = 9, limit: int = 60) -> list:
     ids=["cut-mid-chunk", "read-timeout", "bad-chunk", "empty-200"],
 )
 def test_sse_survives_network_faults_and_resumes(sse_server_factory, logged, faults, error):
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.faults = list(faults)
     source = open_source(
         server.url, USER_AGENT, None, threading.Event(), read_timeout=1.0, backoff_cap=0.05
@@ -212,7 +220,7 @@ def test_sse_survives_connection_refused_and_resumes(logged):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    frames = load_frames([_file("recentchange_9_frames")])
+    frames = load_frames([recorded_sse()])
     resume_from = frames[4].sse_id
     servers: list[SseStandIn] = []
 
@@ -244,7 +252,7 @@ def test_empty_200_closes_back_off(sse_server_factory):
     With base 1 s and cap 0.2 s every delay is in [0.1, 0.2] s (equal jitter), so in `elapsed`
     seconds at most elapsed / 0.1 + 1 connections can start, however the scheduler runs.
     """
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.faults = [("empty", 0)] * 10_000
     stop = threading.Event()
     source = open_source(server.url, USER_AGENT, None, stop, backoff_cap=0.2)
@@ -263,7 +271,7 @@ def test_empty_200_closes_back_off(sse_server_factory):
 
 def test_oversize_frames_arrive_as_stubs_and_the_stream_goes_on(sse_server_factory):
     """A 2 MB line, 640k short data lines and a 50 MB line: stubs, on the same connection."""
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.big_frames = {
         2: ("line", 2_000_000),
         4: ("lines", 640_000),
@@ -291,7 +299,7 @@ def test_oversize_frames_arrive_as_stubs_and_the_stream_goes_on(sse_server_facto
 
 
 def test_a_big_frame_under_the_limit_is_kept(sse_server_factory):
-    server = sse_server_factory([_file("recentchange_9_frames")])
+    server = sse_server_factory([recorded_sse()])
     server.behaviour.big_frames = {0: ("lines", 640_000)}
     source = open_source(server.url, USER_AGENT, None, threading.Event(), max_frame_bytes=6_000_000)
     big = next(iter(source))

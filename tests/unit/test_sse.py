@@ -8,12 +8,11 @@ import tracemalloc
 import pytest
 
 from wikistreams.producer.sse import MAX_FIELD_BYTES, PREFIX_BYTES, SseEvent, SseParser, parse
-from tests.conftest import recorded_files
-from tests.standins.sse_server import big_frame, filler
+from tests.standins.sse_server import big_frame, filler, recorded_sse
 
 
 def _recording() -> bytes:
-    return next(p for p in recorded_files() if p.name.startswith("recentchange_9")).read_bytes()
+    return recorded_sse().read_bytes()
 
 
 def _frames(stream: bytes, max_frame_bytes: int = 1_000_000) -> list[tuple]:
