@@ -244,7 +244,8 @@ def bundle_charts(bundle: Path = BUNDLE) -> dict:
     """The dashboard and its charts as the YAML bundle in git describes them (no server).
 
     Ids are the bundle's own (position ``chartId``), the datasource the placeholder ``0`` that
-    ``bundle.py import`` rebinds; fine for building and checking bodies, not for sending them.
+    the import (Superset's ImportAssetsCommand) rebinds; fine for building and checking bodies,
+    not for sending them.
     """
     (dashboard_path,) = sorted((bundle / "dashboards").glob("*.yaml"))
     dashboard = yaml.safe_load(dashboard_path.read_text(encoding="utf-8"))

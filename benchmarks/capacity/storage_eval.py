@@ -732,8 +732,6 @@ def write_sample_parquet(path: str | Path, end: datetime | None = None, span_s: 
     import duckdb
 
     repo = Path(__file__).resolve().parents[2]
-    if str(repo / "src") not in sys.path:
-        sys.path.insert(0, str(repo / "src"))
     from wikistreams.producer.decode import decode_event
     from wikistreams.producer.events import EnrichedEvent, enriched_record, format_event_time
     from wikistreams.producer.events import WikidataLabels

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import structlog
 
-log = structlog.get_logger("wikistreams.producer.backfill")
+log = structlog.get_logger("producer.backfill")
 
 # Within this lag of now the backfill counts as done: live events arrive a few seconds late.
 CAUGHT_UP_LAG_SECONDS = 60.0
