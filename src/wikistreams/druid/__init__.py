@@ -1,0 +1,4 @@
+"""The Druid side: submit and check the Kafka supervisor, retention, compaction.
+
+CLI: `wikistreams-druid`.
+"""

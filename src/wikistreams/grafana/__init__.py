@@ -1,0 +1,1 @@
+"""Grafana provisioning generated as code: dashboards and alert rules (`wikistreams-grafana`)."""

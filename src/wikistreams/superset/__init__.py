@@ -1,0 +1,1 @@
+"""Superset: the dashboard bundle (render, import, export) and the config Superset loads."""
