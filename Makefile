@@ -7,8 +7,9 @@ VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 NATIVE  := $(VENV)/bin/wikistreams-native
 WITH_STACK := $(VPY) -m wikistreams.native.with_stack
-# What `make up` starts: the whole pipeline. `make up SERVICES="kafka druid"` narrows it.
-PIPELINE := zookeeper kafka druid producer superset observability
+# What `make up` starts: the whole pipeline (druid-supervisor: the one-shot Druid supervisor
+# submit, run once Druid is up). `make up SERVICES="kafka druid"` narrows it.
+PIPELINE := zookeeper kafka druid druid-supervisor producer superset observability
 SERVICES ?= $(PIPELINE)
 # How many producer copies `make up` runs: 1, or 2 for a hot standby (`make up PRODUCERS=2` adds
 # the producer-standby service: one copy holds the Kafka lease and writes, the other takes over
@@ -21,7 +22,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export test test-unit test-smoke lint fmt bench capacity
+.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench capacity
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -72,7 +73,11 @@ superset-init: ## migrate, admin from .env, (re)import the dashboard YAML (overw
 superset-export: ## write the dashboard from Superset back into superset/dashboards/ (normalised YAML)
 	bash superset/export.sh
 
-test: $(VPY) tools superset-install ## unit + integration + E2E tests on the real native stack
+prereq: ## check what `make test` needs (java, mvn, go, python3, redis-server, chromium, ...): one message naming all that is missing
+	@command -v $(PYTHON) >/dev/null || { echo "make test: $(PYTHON) not found; install: apt-get install python3 python3-venv" >&2; exit 1; }
+	@$(PYTHON) src/wikistreams/native/prereq.py --python $(PYTHON)
+
+test: prereq $(VPY) tools superset-install ## unit + integration + E2E tests on the real native stack (prereq first: nothing starts when something is missing)
 	$(WITH_STACK) -- $(VPY) -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 test-unit: $(VPY) ## unit tests only (no servers)

@@ -583,6 +583,15 @@ def test_producers_run_as_replicas_sharing_a_redis_label_cache(compose_check, pr
     assert scaled["services"]["producer"]["deploy"]["replicas"] == 3
 
 
+def test_the_producer_waits_for_kafka_not_for_druid(project):
+    """druid-init stays the one-shot that submits the Druid supervisor; the producer needs only
+    Kafka (and its label cache), so a slow or broken Druid never holds it back."""
+    assert set(project["services"]["producer"]["depends_on"]) == {"kafka", "redis"}
+    druid_init = project["services"]["druid-init"]
+    assert druid_init["restart"] == "no"
+    assert {"druid-coordinator", "druid-indexer", "kafka"} <= set(druid_init["depends_on"])
+
+
 def test_druid_init_environment_is_only_what_submit_reads(secrets_project):
     service = secrets_project[0]["services"]["druid-init"]
     assert set(service["environment"]) <= _druid_submit_settings()
@@ -706,9 +715,9 @@ def test_the_two_clients_point_at_the_proxy(project):
     [
         ("\nservices:\n", "\nservise_typo: {}\nservices:\n", "servise_typo"),
         (
-            "condition: service_completed_successfully",
-            "condition: service_finished",
-            "druid-init.condition value must be one of",
+            "    druid-metadata:\n      condition: service_healthy",
+            "    druid-metadata:\n      condition: service_finished",
+            "druid-metadata.condition value must be one of",
         ),
         ("      kafka:\n        condition:", "      kafak:\n        condition:", "kafak"),
     ],

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run a command against the native stack and leave the stack exactly as it was found.
 
 Why: `make test` must work both on a fresh checkout (nothing running: start the servers, run the
@@ -6,7 +5,7 @@ tests, stop them again) and while a developer already has `make up` running (reu
 shut the developer's servers down afterwards). Only services this script started are stopped,
 also when the command fails or the user presses Ctrl-C; the command's exit code is passed on.
 
-    python3 src/wikistreams/native/with_stack.py -- pytest tests/integration
+    python -m wikistreams.native.with_stack -- pytest tests/integration
 
 STACK_SERVICES (space or comma separated service/group names) narrows which services are
 needed; by default every service marked `default = true` in native/services.toml.
@@ -18,8 +17,11 @@ import os
 import signal
 import subprocess
 import sys
+from types import FrameType
 
-from wikistreams.native import nativectl
+from wikistreams.native.config import Config, NativeError, load_config
+from wikistreams.native.shutdown import stop_services
+from wikistreams.native.startup import up
 
 
 class Interrupted(Exception):
@@ -30,10 +32,10 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-_child: subprocess.Popen | None = None
+_child: subprocess.Popen[bytes] | None = None
 
 
-def _on_signal(signum: int, _frame) -> None:
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
     """Forward the signal to the running command, or abort start-up if there is none yet."""
     if _child is not None and _child.poll() is None:
         if signum == signal.SIGTERM:
@@ -63,39 +65,42 @@ def run_command(cmd: list[str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def teardown(cfg: nativectl.Config, started: list[str]) -> None:
+def teardown(cfg: Config, started: list[str]) -> None:
     """Stop what we started; a second Ctrl-C must not leave half the stack running."""
     if not started:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print(f"[with_stack] stopping what it started: {', '.join(started)}", flush=True)
-    nativectl.stop_services(cfg, started)
+    stop_services(cfg, started)
 
 
 def main(argv: list[str]) -> int:
     cmd = parse_command(argv)
     if not cmd:
-        print("usage: with_stack.py -- COMMAND [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m wikistreams.native.with_stack -- COMMAND [ARGS...]", file=sys.stderr
+        )
         return 2
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     wanted = os.environ.get("STACK_SERVICES", "").split() or None
     started: list[str] = []
+    cfg: Config | None = None
     code = 1
     try:
-        cfg = nativectl.load_config()
-        nativectl.up(cfg, wanted, started)
+        cfg = load_config()
+        up(cfg, wanted, started)
         print(f"[with_stack] running: {' '.join(cmd)}", flush=True)
         code = run_command(cmd)
-    except nativectl.NativeError as exc:
+    except NativeError as exc:
         print(f"with_stack: {exc}", file=sys.stderr)
     except (Interrupted, KeyboardInterrupt) as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         print(f"\nwith_stack: interrupted by signal {signum}", file=sys.stderr)
         code = 128 + signum
     finally:
-        if started:
+        if cfg is not None and started:
             teardown(cfg, started)
     return code
 
