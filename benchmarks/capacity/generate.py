@@ -14,9 +14,11 @@ random offset inside each slot (no diurnal cycle). Same arguments, same records.
     python -m benchmarks.capacity.generate --days 0.1 [--summary]   (generate only: rate, counts)
 
 Figures and where they come from. "Recordings" are `tests/data/recorded/recentchange`, read by
-`benchmarks.load._recorded_events()` (origins in `tests/data/recorded/SOURCES.md`); the 10
-"unfiltered frames" are its `sse_frames/` (2025, the only sample nobody filtered to one wiki).
-`recorded_figures()` recomputes the recorded figures; a unit test keeps them equal to these.
+`benchmarks.load._recorded_events()` (origins in `tests/data/recorded/SOURCES.md`). Every one of
+them was filtered to one wiki by whoever recorded it (enwiki edits: polars-book; wikidatawiki:
+editgroups); the only unfiltered sample, 10 live frames of 2025, had no licence and was removed
+(issue 13). `recorded_figures()` recomputes the recorded figures; a unit test keeps them equal
+to these.
 
 - Rate: 30 events/s by default (`rate=`), one day = 2,592,000 records. The issue and
   docs/deploy.md give 21-34 events/s for the live stream.
@@ -36,29 +38,31 @@ Figures and where they come from. "Recordings" are `tests/data/recorded/recentch
   description. Those are famous items chosen for their Korean labels, so ko is overrepresented:
   conservative for row sizes. Labels get a number of the item's, so their distinct count
   follows the Q-ids. Every other record is `not_applicable` with null wikidata fields.
-- Other records (82 %): type edit 49.7 %, categorize 39.8 %, new 9.9 % (5/4/1 of the 10
-  unfiltered frames) and log 0.6 % (the frames have none: the log share of the 5,705
-  wikidatawiki recordings, 34 events); bot 50 % (5 of the 10 frames). Namespace, minor,
-  patrolled, lengths, revision gap and comment come together from a recorded event of that type
-  on another wiki than wikidatawiki (edit: 105 events, categorize: 4), or on any wiki where
-  there are fewer than 3 (new: 75, log: 34).
+- Other records (82 %): the types and bot share of the 100 recorded events of other wikis
+  (all enwiki edits, 2 of them by bots: 2 %) with the log share of the 5,705 wikidatawiki
+  recordings (34 events): edit 99.4 %, log 0.6 %. A known gap: the live stream also carries
+  `categorize` and `new` events of other wikis and more bots, which no licensed recording
+  shows; edits carry lengths, revisions and comments, so rows are, if anything, larger.
+  Namespace, minor, patrolled, lengths, revision gap and comment come together from a recorded
+  event of that type on another wiki than wikidatawiki (edit: 100 events), or on any wiki where
+  there are fewer than 3 (log: 34).
 - Wikis: 920 in all ("over 900 wikis", issue): wikidatawiki with the entity edits only (99.7 %
   of the recorded wikidatawiki events are entity edits) and 919 for the rest with a Zipf share
-  (exponent 1): first the recorded wikis in the order of their recorded counts (enwiki,
-  commonswiki, mgwiktionary, eswiki, rowiki), then a synthetic tail of two-letter codes
+  (exponent 1): first the recorded wikis in the order of their recorded counts (enwiki only),
+  then a synthetic tail of two-letter codes
   (`aawiki`, `abwiki`, ..., then `aawiktionary`, ...).
 - Repetition: titles, Q-ids and editors follow Zipf-like ranks over a stable head and a tail
   that drifts with time (new pages, items and accounts every day, hot first, then fading), see
   `Popularity`. Daily distinct counts at 30/s are estimates for the issue's "hundreds of
   thousands of distinct titles and editors a day", split as we chose: ~400k titles a day
-  (~250k pages of the other wikis + the Q-ids), ~150k Q-ids, ~80k editors (300 bot accounts,
-  the rest people and IPs). Measured for one day from 2026-11-01 (seed 1): 401,911 titles,
-  154,906 Q-ids, 81,023 editors; for seven days 1,661,221 titles (4.1x), 755,125 Q-ids and
-  261,790 editors: yesterday's partly come back.
+  (~250k pages of the other wikis + the Q-ids), ~150k Q-ids, ~90k editors (300 bot accounts,
+  the rest people and IPs). Measured for one day from 2026-11-01 (seed 1, 2026-11-30, after
+  issue 13's change of the recordings): 397,571 titles, 154,906 Q-ids, 89,546 editors; for seven
+  days 1,656,462 titles (4.2x), 755,125 Q-ids and 269,698 editors: yesterday's partly come back.
   `--summary` measures them; the constants `TITLES`, `QIDS`, `HUMANS`, `BOTS` were set with it.
   Title texts are recorded titles (of other wikis) and the recorded en labels, with a number
   that makes each page's title its own; editor names are the recorded ones, then numbered
-  variants, and 13.2 % IP addresses for human editors (as among the recorded non-bot editors).
+  variants, and 13.5 % IP addresses for human editors (as among the recorded non-bot editors).
 - Speed (2 cores, 2026-11-30): ~100k records/s generated on one core (7 days in ~3-4 min),
   `write_kafka` ~44k records/s into the local broker, `write_parquet` ~50k records/s.
 - Ids: `event_id` uuid4-shaped; `rc_id` and `revision_new` count up from the highest recorded
@@ -88,13 +92,13 @@ import orjson
 from benchmarks.load import ENTITY_SHARE, WIKIDATA, _recorded_events
 from wikistreams.producer.events import EnrichedEvent
 from wikistreams.producer.wikidata import entity_id_for
-from tests.standins import data_dir, recentchange_dir
+from tests.standins import data_dir
 
 DEFAULT_RATE = 30.0
 FIELDS = tuple(EnrichedEvent.model_fields)
 DAY_MS = 86_400_000
-# Drift and counters count from here (the newest recording's day): rc_id, revision and creation
-# ids of a period start where those of the period before it, at the same rate, ended.
+# Drift and counters count from this fixed day: rc_id, revision and creation ids of a period
+# start where those of the period before it, at the same rate, ended.
 EPOCH = datetime(2025, 8, 29, tzinfo=timezone.utc)
 CHUNK = 4096  # records per batch of categorical draws
 
@@ -259,17 +263,17 @@ def _permille(part: int, whole: int) -> int:
 @lru_cache(maxsize=1)
 def model() -> Model:
     events = _recorded_events()
-    frames = _recorded_events(recentchange_dir() / "sse_frames")
     entity = [e for e in events if entity_id_for(e["wiki"], e["namespace"], e["title"])]
     others = [e for e in events if e["wiki"] != WIKIDATA]
     wikidata = [e for e in events if e["wiki"] == WIKIDATA]
 
-    # Types and bots of the non-entity records: the unfiltered frames (+ a log share).
-    frame_types = Counter(e["type"] for e in frames)
+    # Types and bots of the non-entity records: the recorded events of the other wikis (+ the
+    # log share of wikidatawiki). No licensed recording is unfiltered (SOURCES.md).
+    other_types = Counter(e["type"] for e in others)
     log_share = sum(e["type"] == "log" for e in wikidata) / len(wikidata)
-    type_share = {t: (1 - log_share) * n / len(frames) for t, n in frame_types.items()}
+    type_share = {t: (1 - log_share) * n / len(others) for t, n in other_types.items()}
     type_share.setdefault("log", log_share)
-    bot_share = sum(bool(e.get("bot")) for e in frames) / len(frames)
+    bot_share = sum(bool(e.get("bot")) for e in others) / len(others)
 
     shapes, weights, pools = [], [], {}
     for event in entity:
@@ -330,9 +334,9 @@ def model() -> Model:
         "entity_bot_share": round(sum(bool(e.get("bot")) for e in entity) / len(entity), 3),
         "wikidatawiki_events": len(wikidata),
         "wikidatawiki_log_events": round(log_share * len(wikidata)),
-        "frames": len(frames),
-        "frame_types": dict(frame_types),
-        "frame_bots": round(bot_share * len(frames)),
+        "other_events": len(others),
+        "other_types": dict(other_types),
+        "other_bots": round(bot_share * len(others)),
         "other_type_shares": {t: round(s, 3) for t, s in sorted(type_share.items())},
         "templates_per_type": pools,
         "head_wikis": head,

@@ -110,7 +110,7 @@ def test_shares_on_a_sample(stats):
     assert stats["entity"] == pytest.approx(generate.ENTITY_SHARE, abs=0.005)
     expected_bots = (
         generate.ENTITY_SHARE * figures["entity_bot_share"]
-        + (1 - generate.ENTITY_SHARE) * figures["frame_bots"] / figures["frames"]
+        + (1 - generate.ENTITY_SHARE) * figures["other_bots"] / figures["other_events"]
     )
     assert stats["bots"] == pytest.approx(expected_bots, abs=0.01)
     # 920 wikis; at this sample size only a few of the rarest may be missing
@@ -121,9 +121,11 @@ def test_shares_on_a_sample(stats):
     top = [w for w, _ in stats["wikis"].most_common(3)]
     assert top[:2] == [generate.WIKIDATA, "enwiki"]
     types = {t: n / stats["count"] for t, n in stats["types"].items()}
-    assert set(types) == {"edit", "new", "log", "categorize"}
-    assert types["categorize"] == pytest.approx(0.82 * 0.398, abs=0.01)
-    assert types["edit"] == pytest.approx(0.18 * 0.981 + 0.82 * 0.497, abs=0.01)
+    # new pages come only with the entity edits: no licensed recording of another wiki has one
+    assert set(types) == {"edit", "new", "log"}
+    assert types["new"] == pytest.approx(0.18 * 0.013, abs=0.001)
+    assert types["log"] == pytest.approx(0.18 * 0.006 + 0.82 * 0.006, abs=0.001)
+    assert types["edit"] == pytest.approx(0.18 * 0.981 + 0.82 * 0.994, abs=0.01)
     status = {s: n / stats["count"] for s, n in stats["status"].items()}
     assert status["not_applicable"] == pytest.approx(0.82, abs=0.005)
     # not_found is a property of the item (the producer caches it): count items, not edits
@@ -179,29 +181,33 @@ def test_recorded_figures_are_the_documented_ones():
     """The numbers the module docstring quotes, recomputed from the recordings."""
     f = generate.recorded_figures()
     assert (f["recorded_events"], f["entity_templates"], f["wikidatawiki_events"]) == (
-        5815,
+        5805,
         5690,
         5705,
     )
     assert f["entity_types"] == {"edit": 0.981, "new": 0.013, "log": 0.006}
     assert f["entity_bot_share"] == 0.804
-    assert (f["frames"], f["frame_bots"], f["wikidatawiki_log_events"]) == (10, 5, 34)
-    assert f["frame_types"] == {"edit": 5, "categorize": 4, "new": 1}
-    assert f["other_type_shares"] == {
-        "categorize": 0.398,
-        "edit": 0.497,
-        "log": 0.006,
-        "new": 0.099,
-    }
-    assert f["templates_per_type"] == {"categorize": 4, "edit": 105, "log": 34, "new": 75}
-    assert f["head_wikis"] == ["enwiki", "commonswiki", "mgwiktionary", "eswiki", "rowiki"]
+    assert (f["other_events"], f["other_bots"], f["wikidatawiki_log_events"]) == (100, 2, 34)
+    assert f["other_types"] == {"edit": 100}
+    assert f["other_type_shares"] == {"edit": 0.994, "log": 0.006}
+    assert f["templates_per_type"] == {"edit": 100, "log": 34}
+    assert f["head_wikis"] == ["enwiki"]
     assert f["wikis"] == generate.WIKI_COUNT == 920
     assert (f["label_ids"], f["label_ids_missing"], f["permille"]["not_found"]) == (158, 2, 13)
     assert (f["found_entities"], f["labels_en"], f["permille"]["label_en"]) == (10, 147, 1000)
     assert f["with"] == {"label_ko": 8, "description_en": 8, "description_ko": 4}
-    assert f["ip_permille"] == 132
+    assert f["ip_permille"] == 135
     doc = generate.__doc__
-    quoted = ("5,690", "98.1 %", "80.4 %", "1.3 %", "158 ids", "5/4/1", "(5 of the 10", "13.2 %")
+    quoted = (
+        "5,690",
+        "98.1 %",
+        "80.4 %",
+        "1.3 %",
+        "158 ids",
+        "edit 99.4 %",
+        "(all enwiki",
+        "13.5 %",
+    )
     for text in quoted:
         assert text in " ".join(doc.split()), text
 
