@@ -3,7 +3,7 @@
 #
 #   superset/native.sh install   # own venv var/superset-venv, pinned by superset/constraints.txt
 #   superset/native.sh init      # secrets (first run), db upgrade, admin, roles, dashboard import
-#   superset/native.sh setup     # install (only when the venv is missing) + init: nativectl's init
+#   superset/native.sh setup     # install (only when the venv is missing) + init: the launcher's init step
 #   superset/native.sh run       # foreground gunicorn on 127.0.0.1:8088 (what a supervisor runs)
 #   superset/native.sh start     # background run + wait for /health; stop; status
 #
@@ -119,7 +119,7 @@ cmd_init() {
   check_config
   mkdir -p "$SUPERSET_HOME"
   PATH="$VENV/bin:$PATH" bash "$HERE/init_superset.sh"
-  # Marker for nativectl's one-time init: written only after the import succeeded, so a failed
+  # Marker for the launcher's one-time init: written only after the import succeeded, so a failed
   # first init is retried on the next `up` (superset.db alone would exist after `db upgrade`).
   date -u +%FT%TZ >"$SUPERSET_HOME/.init-done"
 }

@@ -25,6 +25,9 @@ from typing import Any
 
 import yaml
 
+from wikistreams.native.paths import Paths
+from wikistreams.native.records import PidRecord, write_pid
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(os.environ.get("WIKISTREAMS_BIN", ROOT / "var" / "bin"))
 VICTORIA_LOGS = BIN / "victoria-logs"
@@ -139,33 +142,20 @@ FORK_SHARED_MEMORY = (
 )
 
 
-def proc_start_ticks(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat, what nativectl records as ``start_ticks``."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
-
-
 class NativeServices:
-    """Real processes started like nativectl starts services: a new session (own process group)
+    """Real processes started like the launcher starts services: a new session (own process group)
     and a pid record ``<var>/run/<name>.pid`` with the kernel start time. The native resource
     sampler reads exactly these records."""
 
     def __init__(self, var_dir: Path) -> None:
         self.var_dir = var_dir
-        self.run_dir = var_dir / "run"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.paths = Paths(var_dir)
+        self.paths.run.mkdir(parents=True, exist_ok=True)
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL)
-        record = {
-            "pid": proc.pid,
-            "pgid": proc.pid,
-            "start_ticks": proc_start_ticks(proc.pid),
-            "started": time.time(),
-            "argv": argv,
-        }
-        (self.run_dir / f"{name}.pid").write_text(json.dumps(record) + "\n")
+        write_pid(self.paths, name, PidRecord.of(proc.pid, argv))
         self.processes[name] = proc
         return proc
 

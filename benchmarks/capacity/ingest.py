@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,13 +169,15 @@ class Ingestion:
 
 def service_memory() -> dict[str, int]:
     """RSS in MiB of each running native service (and what it forked), as `make status` sums it."""
-    sys.path.insert(0, str(ROOT / "native"))
-    import nativectl
+    from wikistreams.native.config import load_config
+    from wikistreams.native.paths import Paths
+    from wikistreams.native.procinfo import group_pids, rss_kib
+    from wikistreams.native.records import read_pid
 
-    cfg = nativectl.load_config()
+    paths = Paths.from_env()
     out = {}
-    for name in cfg.services:
-        record = nativectl.read_pid(name)
+    for name in load_config(paths=paths).services:
+        record = read_pid(paths, name)
         if record is not None:
-            out[name] = nativectl.rss_kib(nativectl.group_pids(record["pgid"])) // 1024
+            out[name] = rss_kib(group_pids(record.pgid)) // 1024
     return out

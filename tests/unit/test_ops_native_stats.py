@@ -21,13 +21,14 @@ import urllib.request
 import psutil
 import pytest
 
+from wikistreams.native.paths import Paths
+from wikistreams.native.records import PidRecord, write_pid
 from wikistreams.resources import processes as pr
 from wikistreams.resources.runner import Heartbeat, serve_health
 from wikistreams.resources.stats import container_record
 from tests.ops_support import (
     NativeServices,
     free_port,
-    proc_start_ticks,
     recorded_docker_stats,
     start_representative_services,
 )
@@ -43,7 +44,7 @@ def stack(tmp_path_factory):
         ready = start_representative_services(services, workdir)
         services.wait_ready(*ready.values())
         out = io.StringIO()
-        logged = pr.NativeSampler(services.run_dir, window_seconds=2.0).poll(out=out)
+        logged = pr.NativeSampler(services.paths, window_seconds=2.0).poll(out=out)
         lines = [json.loads(line) for line in out.getvalue().splitlines()]
         yield services, logged, {line["container"]: line for line in lines}
 
@@ -108,29 +109,24 @@ def test_limit_is_at_most_the_host_memory(stack):
 
 
 def test_stale_and_foreign_pid_records_are_skipped(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    paths = Paths(tmp_path)
+    paths.run.mkdir()
     gone = subprocess.Popen(["true"])
     gone.wait()
     me = os.getpid()
-    (run / "crashed.pid").write_text(json.dumps({"pid": gone.pid, "start_ticks": 1}))
+    write_pid(paths, "crashed", PidRecord(gone.pid, gone.pid, 1))
     # our own pid with another start time: the pid was recycled for a different program
-    (run / "recycled.pid").write_text(json.dumps({"pid": me, "start_ticks": 1}))
-    (run / "half-written.pid").write_text('{"pid": ')
-    (run / "alive.pid").write_text(json.dumps({"pid": me, "start_ticks": proc_start_ticks(me)}))
-    (run / "alive.keeper").write_text(json.dumps({"pid": me}))  # not a pid record
-    assert pr.launched_services(run) == [pr.LaunchedService("alive", me)]
+    write_pid(paths, "recycled", PidRecord(me, me, 1))
+    paths.pid_file("half-written").write_text('{"pid": ')
+    write_pid(paths, "alive", PidRecord.of(me, []))
+    paths.keeper_file("alive").write_text(json.dumps({"pid": me}))  # not a pid record
+    assert pr.launched_services(paths) == [pr.LaunchedService("alive", me)]
 
 
 def test_cpu_percent_counts_processes_that_started_in_the_window():
     before = {(1, 0.0): 10.0, (2, 0.0): 5.0}
     after = {(1, 0.0): 10.5, (3, 1.0): 0.25}  # 2 exited, 3 started
     assert pr.cpu_percent(before, after, 0.5) == pytest.approx((0.5 + 0.25) / 0.5 * 100)
-
-
-def test_var_dir_override():
-    assert pr.var_dir({"WIKISTREAMS_VAR_DIR": "/srv/ws"}).as_posix() == "/srv/ws"
-    assert pr.var_dir({}) == pr.ROOT / "var"
 
 
 def _get(url: str) -> int:

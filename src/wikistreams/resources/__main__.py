@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TextIO
 
 from wikistreams.resources.engine import DockerEngine
-from wikistreams.resources.processes import NativeSampler, var_dir
+from wikistreams.native.paths import Paths
+from wikistreams.resources.processes import NativeSampler
 from wikistreams.resources.runner import (
     DOCKER_SERVICE,
     NATIVE_SERVICE,
@@ -133,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=8) as pool:
         poll: Callable[[threading.Event], Any]
         if args.native:
-            sampler = NativeSampler(var_dir(environ) / "run", window_seconds=args.cpu_window)
+            sampler = NativeSampler(Paths.from_env(environ), window_seconds=args.cpu_window)
             poll = sampler.poll
             log_line(
                 "startup",
                 service=service,
                 mode="native",
-                run_dir=str(sampler.run_dir),
+                run_dir=str(sampler.paths.run),
                 interval_seconds=args.interval,
             )
         else:

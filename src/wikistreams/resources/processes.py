@@ -1,13 +1,13 @@
 """Native mode: ``container_stats`` lines for the process trees the native launcher started.
 
 Without Docker there are no containers, but there is the same unit of operation: one service of
-native/services.toml, started by nativectl, whose pid record is ``<var>/run/<service>.pid``
-(JSON: ``pid`` and the kernel ``start_ticks``, so a recycled pid is never mistaken for the
-service). A service is that process and all its descendants (gunicorn workers, a JVM started by
-a bash wrapper). Each poll writes one line per running service, with the fields and units of the
-Docker path (``stats.resource_record``), so the Resources dashboard and the memory alert work
-unchanged. ``container`` is the service name, ``container_id`` the service's root pid (like a
-container id it changes when the service is restarted).
+native/services.toml, started by the launcher (`wikistreams.native`), whose pid record
+(`native.records`, ``<var>/run/<service>.pid``) holds the kernel start time, so a recycled pid
+is never mistaken for the service. A service is that process and all its descendants (gunicorn
+workers, a JVM started by a bash wrapper). Each poll writes one line per running service, with
+the fields and units of the Docker path (``stats.resource_record``), so the Resources dashboard
+and the memory alert work unchanged. ``container`` is the service name, ``container_id`` the
+service's root pid (like a container id it changes when the service is restarted).
 
 How each field maps (docs/observability.md has the same table for operators):
 
@@ -32,8 +32,6 @@ How each field maps (docs/observability.md has the same table for operators):
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -42,24 +40,17 @@ from typing import Any, Callable, Iterable, TextIO
 
 import psutil
 
+from wikistreams.native.paths import Paths
+from wikistreams.native.records import read_pid
 from wikistreams.resources.runner import NATIVE_SERVICE, log_line
 from wikistreams.resources.stats import resource_record
 
-ROOT = Path(__file__).resolve().parents[3]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # cgroup v1 writes "no limit" as the largest page-aligned 64-bit number; anything this large is
 # "unlimited", and the host's memory applies.
 _NO_LIMIT = 1 << 60
 
 ProcessKey = tuple[int, float]  # (pid, create_time): survives pid reuse within one poll
-
-
-def var_dir(environ: dict[str, str] | None = None) -> Path:
-    """``WIKISTREAMS_VAR_DIR`` when set (a second stack, tests), else ``<repo>/var``: the same
-    rule as the native launcher's, so the sampler reads the pid records of the stack it runs in."""
-    env = os.environ if environ is None else environ
-    override = env.get("WIKISTREAMS_VAR_DIR", "").strip()
-    return Path(override).resolve() if override else ROOT / "var"
 
 
 @dataclass(frozen=True)
@@ -70,34 +61,15 @@ class LaunchedService:
     pid: int
 
 
-def start_ticks(pid: int) -> int | None:
-    """Kernel start time of ``pid`` in clock ticks (field 22 of /proc/<pid>/stat), as nativectl
-    records it; None for a missing process or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def launched_services(run_dir: Path) -> list[LaunchedService]:
-    """Every ``<run_dir>/<name>.pid`` whose process still runs, by name.
-
-    A pid record left behind by a crashed service (the keeper rewrites it on restart) or one whose
-    pid now belongs to another program is skipped: its start time no longer matches.
-    """
+def launched_services(paths: Paths) -> list[LaunchedService]:
+    """Every service whose pid record (the launcher's own, `native.records`) names a process
+    that still runs. A record left by a crashed service, or whose pid now belongs to another
+    program, is skipped: its start time no longer matches."""
     found = []
-    for path in sorted(run_dir.glob("*.pid")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # being replaced right now; the next poll reads it
-        pid = record.get("pid") if isinstance(record, dict) else None
-        if not isinstance(pid, int) or record.get("start_ticks") is None:
-            continue
-        if start_ticks(pid) == record["start_ticks"]:
-            found.append(LaunchedService(path.stem, pid))
+    for path in sorted(paths.run.glob("*.pid")):
+        record = read_pid(paths, path.stem)  # None while being replaced: the next poll reads it
+        if record is not None:
+            found.append(LaunchedService(path.stem, record.pid))
     return found
 
 
@@ -235,8 +207,8 @@ def tree_record(
 class NativeSampler:
     """Samples every service with a live pid record under ``<var>/run``."""
 
-    def __init__(self, run_dir: Path, window_seconds: float = 1.0) -> None:
-        self.run_dir = run_dir
+    def __init__(self, paths: Paths, window_seconds: float = 1.0) -> None:
+        self.paths = paths
         self.window_seconds = window_seconds
 
     def poll(self, stop: threading.Event | None = None, out: TextIO | None = None) -> int:
@@ -245,7 +217,7 @@ class NativeSampler:
         All trees are snapshotted, then one window is waited for all of them together, so a poll
         takes about ``window_seconds`` however many services run.
         """
-        services = launched_services(self.run_dir)
+        services = launched_services(self.paths)
         if not services:
             return 0
         before = {svc: cpu_seconds(process_tree(svc.pid)) for svc in services}

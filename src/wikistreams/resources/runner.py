@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, TextIO
 
 DOCKER_SERVICE = "docker-stats-logger"
-# The native launcher's service name: nativectl writes its output to var/log/stats-logger.log and
+# The native launcher's service name: the launcher writes its output to var/log/stats-logger.log and
 # the collector derives the ``service`` label from that file name.
 NATIVE_SERVICE = "stats-logger"
 
