@@ -12,14 +12,12 @@ The mix is built from the real recordings in `tests/data/recorded/recentchange`:
   (`PROPERTY_SHARE`) are turned into ns 120 `Property:P<n>` edits, which no recording has. Each
   gets a fresh id, counting up from a random base, so the producer's label cache always misses,
   as it mostly does live (most items edited now were not edited in the last minutes).
-- Everything else comes from the recordings of other wikis (enwiki, commonswiki, mgwiktionary,
-  eswiki, rowiki).
+- Everything else comes from the recordings of other wikis (enwiki).
 - Every event gets a unique `meta.id` (uuid4) and `meta.dt` = its send time.
 
-Why 18 % entity edits (`ENTITY_SHARE`): the recordings cannot tell. The only unfiltered live
-samples are the ten 2025 SSE frames (9 + 1), none of them from wikidatawiki; the other files were
-filtered to one wiki by whoever recorded them (`recorded_wikidata_share()` recomputes this). The
-figure is the one the issue gives for live traffic; `--entity-share` changes it.
+Why 18 % entity edits (`ENTITY_SHARE`): the recordings cannot tell, each was filtered to one
+wiki by whoever recorded it. The figure is the one the issue gives for live traffic;
+`--entity-share` changes it.
 
 After the last frame the connection stays open with `:` comments (like the live service between
 events), so the producer does not reconnect. A reconnect continues with the next unsent event
@@ -67,13 +65,6 @@ def _recorded_events(root: Path | None = None) -> list[dict]:
             if isinstance(event, dict) and isinstance(event.get("meta"), dict):
                 out.append(event)
     return out
-
-
-def recorded_wikidata_share(root: Path | None = None) -> tuple[int, int]:
-    """(wikidatawiki events, all events) in the recordings that were not filtered to one wiki."""
-    root = root or recentchange_dir()
-    unfiltered = _recorded_events(root / "sse_frames")
-    return sum(e.get("wiki") == WIKIDATA for e in unfiltered), len(unfiltered)
 
 
 def load_templates(root: Path | None = None) -> tuple[list[dict], list[dict]]:
