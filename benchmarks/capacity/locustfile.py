@@ -1,6 +1,6 @@
 """Locust: viewers of "Wikimedia live trends" loading it the way a browser does.
 
-    locust -f benchmarks/capacity/locustfile.py --headless -u 10 -r 10 -t 60s \\
+    PYTHONPATH=. locust -f benchmarks/capacity/locustfile.py --headless -u 10 -r 10 -t 60s \\
         --host http://127.0.0.1:8088 --csv var/log/locust
 
 or ``benchmarks.capacity.dashboard_speed.run_locust()``, which builds the request bodies once and
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -32,10 +31,8 @@ from locust.exception import StopUser  # isort: skip
 from gevent.lock import Semaphore  # isort: skip
 from gevent.pool import Pool  # isort: skip
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # locust puts only this file's directory on sys.path
-    sys.path.insert(0, str(ROOT))
-
+# Locust puts only this file's folder on the import path: the caller sets PYTHONPATH to the
+# repository root (`dashboard_speed.run_locust` does), so `benchmarks` imports as a package.
 from benchmarks.capacity import dashboard_speed as speed  # noqa: E402
 
 THINK = float(os.environ.get("DASHBOARD_THINK_SECONDS", "5"))
