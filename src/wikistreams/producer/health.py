@@ -5,12 +5,11 @@ producer is doing the right thing (waiting, retrying): restarting it would not h
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from wikistreams.healthcheck import serve_json_health
 from wikistreams.producer.logs import LogFields
 
 STALE_AFTER_SECONDS = 30.0
@@ -34,26 +33,11 @@ class Heartbeat:
 
 
 def serve_health(heartbeat: Heartbeat, bind: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_args: Any) -> None:
-            pass
+    def answer() -> tuple[bool, LogFields]:
+        ok = heartbeat.age < STALE_AFTER_SECONDS
+        problems = dict(heartbeat.problems)
+        status = "stalled" if not ok else ("degraded" if problems else "ok")
+        body = {"status": status, "loop_age_seconds": round(heartbeat.age, 1)}
+        return ok, body | heartbeat.details | {"problems": problems}
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            ok = heartbeat.age < STALE_AFTER_SECONDS
-            problems = dict(heartbeat.problems)
-            status = "stalled" if not ok else ("degraded" if problems else "ok")
-            body = json.dumps(
-                {"status": status, "loop_age_seconds": round(heartbeat.age, 1)}
-                | heartbeat.details
-                | {"problems": problems}
-            ).encode()
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer((bind, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True, name="health").start()
-    return server
+    return serve_json_health(answer, bind, port)

@@ -14,8 +14,10 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable, TextIO
+
+from wikistreams.healthcheck import serve_json_health
 
 DOCKER_SERVICE = "docker-stats-logger"
 # The native launcher's service name: the launcher writes its output to var/log/stats-logger.log and
@@ -75,32 +77,16 @@ def serve_health(heartbeat: Heartbeat, port: int, host: str = "127.0.0.1") -> Th
     """``GET /health`` on a daemon thread: 200 after a recent poll, 503 before the first one or
     once polls stopped finishing. Returns the server (``server_address`` has the bound port)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path != "/health":
-                self.send_error(404)
-                return
-            age = heartbeat.age()
-            ok = heartbeat.healthy()
-            body = json.dumps(
-                {
-                    "status": "ok" if ok else "stale",
-                    "last_poll_age_seconds": None if age is None else round(age, 1),
-                }
-            ).encode()
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer() -> tuple[bool, dict[str, Any]]:
+        age = heartbeat.age()
+        ok = heartbeat.healthy()
+        body = {
+            "status": "ok" if ok else "stale",
+            "last_poll_age_seconds": None if age is None else round(age, 1),
+        }
+        return ok, body
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            """Health probes every few seconds would drown the stats lines."""
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server
+    return serve_json_health(answer, host, port, "/health")
 
 
 def run_polls(
