@@ -163,7 +163,12 @@ class ProducerProcess:
     """
 
     def __init__(
-        self, workdir: Path, topic: str, sse_url: str, module: str = "producer", **settings: str
+        self,
+        workdir: Path,
+        topic: str,
+        sse_url: str,
+        module: str = "wikistreams.producer",
+        **settings: str,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -174,9 +179,7 @@ class ProducerProcess:
         }
         self.env = {
             **inherited,
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (str(ROOT / "src"), str(ROOT), inherited.get("PYTHONPATH")) if p
-            ),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), inherited.get("PYTHONPATH")) if p),
             "USER_AGENT_CONTACT": CONTACT,
             "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
             "KAFKA_TOPIC": topic,

@@ -291,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default="", help="comma-separated scenario keys to run")
     p.add_argument(
         "--producer-module",
-        default="producer",
+        default="wikistreams.producer",
         help="module run as the producer; benchmarks.asyncio_producer is the asyncio design",
     )
     p.add_argument("--connect-timeout", type=float, default=60.0)
