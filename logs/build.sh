@@ -8,7 +8,7 @@
 # Static binaries: CGO_ENABLED=0 with the netgo resolver.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${WIKISTREAMS_BIN:-$ROOT/var/bin}"
 # shellcheck disable=SC1091
 source "$ROOT/native/versions.env"
