@@ -18,14 +18,9 @@ from wikistreams.producer.health import Heartbeat
 from wikistreams.producer.logs import configure_logging
 from wikistreams.producer.main import build_pipeline, build_sink, prepare_kafka
 from wikistreams.producer.position import StreamIdentity
-from wikistreams.producer.replay import (
-    REPLAY_GROUP,
-    DeadLetterSource,
-    ReplayError,
-    dead_letter_consumer,
-    read_to_end,
-)
+from wikistreams.producer.replay import REPLAY_GROUP, DeadLetterSource, dead_letter_consumer
 from wikistreams.producer.sink import decode_headers
+from wikistreams.producer.topic_reader import TopicUnreadable, read_to_end
 
 app = typer.Typer(help=__doc__.splitlines()[0] if __doc__ else None, no_args_is_help=True)
 
@@ -59,7 +54,7 @@ def list_dead_letters(
                     f"{headers.get('exception.class.name')}: {reason}"
                 )
             shown += 1
-    except ReplayError as err:
+    except TopicUnreadable as err:
         raise typer.BadParameter(str(err)) from err
     finally:
         consumer.close()

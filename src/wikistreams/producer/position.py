@@ -23,8 +23,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from wikistreams.producer.topic_reader import TopicUnreadable, read_to_end
 
 # The position topic's own configs: one record per stream survives compaction. Small segments
 # (and a low dirty ratio) let the cleaner keep up with one record per commit interval, so a
@@ -106,8 +108,8 @@ def new_position(last_event_id: str | None, ids: list[str]) -> Position:
 def read_position(bootstrap: str, topic: str, key: str, timeout: float = 30.0) -> Position | None:
     """The last committed position of `key`, None if the stream has none yet.
 
-    Reads the whole (compacted) partition up to its end as `read_committed` sees it: the end is
-    the last stable offset, so a transaction still open elsewhere is waited for, never read.
+    Reads the whole (compacted) topic up to its end as `read_committed` sees it: the end is
+    the last stable offset, so a transaction still open elsewhere is never read.
     """
     consumer = Consumer(
         {
@@ -121,19 +123,10 @@ def read_position(bootstrap: str, topic: str, key: str, timeout: float = 30.0) -
     wanted = key.encode("utf-8")
     found: bytes | None = None
     try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        while True:
-            msg = consumer.poll(timeout)
-            if msg is None:
-                raise PositionUnavailable(f"no answer from {topic} within {timeout} s")
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    break
-                raise PositionUnavailable(f"cannot read {topic}: {error.str()}")
+        for msg in read_to_end(consumer, topic, timeout=timeout):
             if msg.key() == wanted:
                 found = msg.value()  # None: a tombstone, the position was deleted
-    except KafkaException as exc:
+    except (TopicUnreadable, KafkaException) as exc:
         raise PositionUnavailable(f"cannot read {topic}: {exc}") from exc
     finally:
         consumer.close()

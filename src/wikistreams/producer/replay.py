@@ -13,18 +13,14 @@ import threading
 from collections.abc import Iterator
 from typing import ClassVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from wikistreams.producer.position import Position
 from wikistreams.producer.sink import decode_headers
 from wikistreams.producer.source import RawEvent
+from wikistreams.producer.topic_reader import read_to_end
 
 REPLAY_GROUP = "wikistreams-dlq-replay"
-POLL_SECONDS = 10.0
-
-
-class ReplayError(RuntimeError):
-    """The dead-letter topic cannot be read (Kafka away, an unknown topic)."""
 
 
 def dead_letter_consumer(bootstrap: str, group: str | None) -> Consumer:
@@ -39,41 +35,6 @@ def dead_letter_consumer(bootstrap: str, group: str | None) -> Consumer:
             "enable.partition.eof": True,
         }
     )
-
-
-def read_to_end(consumer: Consumer, topic: str, from_committed: bool) -> Iterator[Message]:
-    """Records from the group's position (or the start) up to the end the topic had at start.
-
-    Stopping at the starting high watermarks matters for replay: records that fail again are
-    appended to this same topic and must wait for the next replay, not loop for ever.
-    """
-    partitions = consumer.list_topics(topic, timeout=POLL_SECONDS).topics[topic].partitions
-    tps = [TopicPartition(topic, p) for p in partitions]
-    starts = consumer.committed(tps, timeout=POLL_SECONDS) if from_committed else tps
-    ends: dict[int, int] = {}
-    for tp in starts:
-        if tp.offset < 0:
-            tp.offset = OFFSET_BEGINNING
-        low, high = consumer.get_watermark_offsets(tp, timeout=POLL_SECONDS)
-        if high > max(tp.offset, low):
-            ends[tp.partition] = high
-    consumer.assign([tp for tp in starts if tp.partition in ends])
-    while ends:
-        msg = consumer.poll(POLL_SECONDS)
-        if msg is None:
-            raise ReplayError(f"no record from {topic} within {POLL_SECONDS:g} s; is Kafka up?")
-        partition, offset, error = msg.partition() or 0, msg.offset() or 0, msg.error()
-        if error is not None and error.code() == KafkaError._PARTITION_EOF:
-            ends.pop(partition, None)
-            continue
-        if error is not None:
-            raise ReplayError(str(error))
-        if offset >= ends.get(partition, 0):  # written after we started
-            ends.pop(partition, None)
-            continue
-        if offset + 1 >= ends[partition]:
-            ends.pop(partition, None)
-        yield msg
 
 
 class DeadLetterSource:
