@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from enum import IntEnum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -62,7 +62,7 @@ from wikistreams.producer.sink import (
     oversize_stub,
 )
 from wikistreams.producer.source import RawEvent
-from wikistreams.producer.stages import Sink, Source
+from wikistreams.producer.stages import Lease, Sink, Source
 from wikistreams.producer.stats import Stats
 
 log = structlog.get_logger("producer.pipeline")
@@ -87,16 +87,6 @@ class Outcome(IntEnum):
     FAILED = 1
     REWIND = 75  # the transaction was aborted: start again from the committed position
     STEPPED_DOWN = 76  # fenced or lease lost: another copy is active now
-
-
-class Lease(Protocol):
-    """Whether this copy may still write, and the lease's state for /health (`producer.lease`)."""
-
-    @property
-    def held(self) -> bool: ...
-
-    @property
-    def state(self) -> str: ...
 
 
 class _End:

@@ -1,4 +1,5 @@
-"""The two ends of the data path, as protocols: where frames come from and where events go.
+"""The seams of the data path, as protocols: where frames come from (`Source`), where events go
+(`Sink`), and whether this copy may write (`Lease`).
 
 `Pipeline` (validate -> enrich -> publish) knows only these. The production implementations
 are `source.EventStreamSource` (EventStreams, or a recording), `replay.DeadLetterSource` (the
@@ -96,3 +97,14 @@ class Sink(Protocol):
     def flush(self, timeout: float = 30.0) -> int: ...
 
     def reachable(self) -> None: ...
+
+
+class Lease(Protocol):
+    """Whether this copy may still write (checked before every commit), and the lease's state
+    for /health. `lease.KafkaLease` in production; None when a copy is always active."""
+
+    @property
+    def held(self) -> bool: ...
+
+    @property
+    def state(self) -> str: ...
