@@ -21,9 +21,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.kafka_support import read_to_end
 from tests.standins import TEST_CONTACT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +75,6 @@ def _consumer() -> Consumer:
             "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            # Ends are where committed records stop: transaction markers take offsets too.
-            "enable.partition.eof": True,
         }
     )
 
@@ -114,28 +113,10 @@ class Record:
 
 def read_topic(topic: str, timeout: float = 120.0) -> list[Record]:
     """Every record of `topic` (all partitions, from the start to the current end)."""
-    consumer = _consumer()
-    try:
-        ends = {}
-        for p in range(PARTITIONS):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > 0:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        records: list[Record] = []
-        deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=5000, timeout=1.0):
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        ends.pop(msg.partition(), None)
-                    continue
-                records.append(Record(msg.timestamp()[1], msg.value() or b""))
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-        return records
-    finally:
-        consumer.close()
+    return [
+        Record(msg.timestamp()[1], msg.value() or b"")
+        for msg in read_to_end(KAFKA, topic, timeout=timeout)
+    ]
 
 
 # --- the producer as a process ------------------------------------------------------------------

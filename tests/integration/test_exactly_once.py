@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.conftest import event_ids, wait_until
 from tests.integration.conftest import KAFKA, delete_topics
 from tests.integration.test_producer_kafka import Producer, recording
+from tests.kafka_support import read_to_end
 from tests.ops_support import free_port
 from tests.standins import REPO_ROOT
 
@@ -42,32 +42,7 @@ FAILOVER_LIMIT_SECONDS = 15
 
 def all_records(topic: str, isolation: str = "read_committed") -> list:
     """Every record of `topic` up to its end, as a reader with `isolation` sees it."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": KAFKA,
-            "group.id": f"t-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": isolation,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    records, open_partitions = [], set(partitions)
-    deadline = time.monotonic() + 60
-    while open_partitions and time.monotonic() < deadline:
-        msg = consumer.poll(1.0)
-        if msg is None:
-            continue
-        if msg.error():
-            if msg.error().code() == -191:  # _PARTITION_EOF
-                open_partitions.discard(msg.partition())
-                continue
-            raise AssertionError(msg.error())
-        records.append(msg)
-    consumer.close()
-    assert not open_partitions, f"could not read {topic} to its end"
-    return records
+    return read_to_end(KAFKA, topic, isolation)
 
 
 def counts(records: list) -> Counter:
