@@ -63,9 +63,8 @@ class DeadLetterSource:
         return f"replay:{self.group}"
 
     def open(self, resume: Position | None, stop: threading.Event) -> Iterator[RawEvent]:
+        # `stop` is the pipeline's to watch: its reader stops asking for records once it is set.
         for msg in read_to_end(self._consumer, self.topic, from_committed=True):
-            if stop.is_set():
-                break
             headers = decode_headers(msg.headers())
             yield RawEvent(msg.value() or b"", headers.get("sse.id") or None)
             partition = msg.partition() or 0
