@@ -170,9 +170,15 @@ class E2EContext:
     def sql(self, query: str, parameters: list | None = None) -> list[dict]:
         return self.druid.sql(BROKER, query, parameters)
 
+    def rows(self, where: str | None = None) -> int:
+        """Rows queryable now (that match the SQL condition `where`); fails if Druid cannot say."""
+        query = f'SELECT COUNT(*) AS n FROM "{self.datasource}"'
+        return int(self.sql(query + (f" WHERE {where}" if where else ""))[0]["n"])
+
     def count(self) -> int:
+        """Rows queryable now; 0 while there is no table yet (or Druid does not answer)."""
         try:
-            return int(self.sql(f'SELECT COUNT(*) AS n FROM "{self.datasource}"')[0]["n"])
+            return self.rows()
         except Exception:  # noqa: BLE001 - the table appears with the first row
             return 0
 
