@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Hashable, Iterable, TextIO
 
 import psutil
 
@@ -49,8 +49,6 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # cgroup v1 writes "no limit" as the largest page-aligned 64-bit number; anything this large is
 # "unlimited", and the host's memory applies.
 _NO_LIMIT = 1 << 60
-
-ProcessKey = tuple[int, float]  # (pid, create_time): survives pid reuse within one poll
 
 
 @dataclass(frozen=True)
@@ -82,34 +80,26 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _key(proc: psutil.Process) -> ProcessKey | None:
-    try:
-        return proc.pid, proc.create_time()
-    except psutil.Error:
-        return None
-
-
-def cpu_seconds(procs: Iterable[psutil.Process]) -> dict[ProcessKey, float]:
+def cpu_seconds(procs: Iterable[psutil.Process]) -> dict[Hashable, float]:
     """CPU seconds per process, including the children it has reaped.
 
-    Counting reaped children keeps a short-lived worker's CPU in the tree after it exits: its
-    time moves into its parent's ``children_*`` counters.
+    Keyed by the process itself: psutil compares and hashes a Process by (pid, create time), so
+    a pid reused within one poll is another key. Counting reaped children keeps a short-lived
+    worker's CPU in the tree after it exits: its time moves into its parent's ``children_*``
+    counters.
     """
-    seconds = {}
+    seconds: dict[Hashable, float] = {}
     for proc in procs:
-        key = _key(proc)
-        if key is None:
-            continue
         try:
             t = proc.cpu_times()
         except psutil.Error:
             continue
-        seconds[key] = t.user + t.system + t.children_user + t.children_system
+        seconds[proc] = t.user + t.system + t.children_user + t.children_system
     return seconds
 
 
 def cpu_percent(
-    before: dict[ProcessKey, float], after: dict[ProcessKey, float], window: float
+    before: dict[Hashable, float], after: dict[Hashable, float], window: float
 ) -> float:
     """Percent of one CPU used between two ``cpu_seconds`` snapshots ``window`` seconds apart.
 
