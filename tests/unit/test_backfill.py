@@ -7,10 +7,8 @@ from itertools import islice
 
 from wikistreams.producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp, since_for
 from wikistreams.producer.source import open_source
+from tests.conftest import USER_AGENT
 from tests.standins.sse_server import recorded_sse, since_ms
-from tests.standins import TEST_CONTACT
-
-USER_AGENT = f"WikiStreams/0.1 ({TEST_CONTACT}) python-requests"
 
 
 def test_since_is_an_hour_before_now_in_utc_and_off_at_zero():
@@ -23,7 +21,7 @@ def test_since_is_an_hour_before_now_in_utc_and_off_at_zero():
     )
 
 
-def test_the_source_asks_since_only_until_it_has_an_id(sse_server_factory, tmp_path):
+def test_the_source_asks_since_only_until_it_has_an_id(sse_server_factory):
     server = sse_server_factory([recorded_sse()])
     frames = server.frames
     server.behaviour.live_from = len(frames)  # no `since`: the live edge, nothing recorded
