@@ -35,7 +35,6 @@ class KafkaLease:
         self.topic = topic
         self.group = group
         self.state = "joining"  # joining | active | standby | lost | closed
-        self.changed_at = time.monotonic()
         self._held = threading.Event()
         self._closing = threading.Event()
         self._consumer = Consumer(
@@ -114,4 +113,3 @@ class KafkaLease:
             return
         log.info("lease_changed", lease_state=state, was=self.state, group=self.group)
         self.state = state
-        self.changed_at = time.monotonic()

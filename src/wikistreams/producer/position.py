@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -157,7 +156,6 @@ class DeliveryTracker:
     """
 
     position: str | None = None
-    position_changed_at: float = field(default_factory=time.monotonic)
     # Event ids of the newest frames at or below the watermark, in frame order: a timestamp
     # resume replays the frames of the watermark's last instant, whenever they were published.
     below: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_BELOW))
@@ -186,7 +184,6 @@ class DeliveryTracker:
             sse_id = self._pending.pop(self._low)
             if sse_id is not None:
                 self.position = sse_id
-                self.position_changed_at = time.monotonic()
             self._low += 1
 
     @property
