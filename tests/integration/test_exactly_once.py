@@ -88,9 +88,7 @@ class Copy(Producer):
 
     def this_run(self) -> list[str]:
         """Messages of the current run only (each start logs to a file of its own)."""
-        path = self.tmp / f"producer-{self.runs}.log"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line)["msg"] for line in lines if line.startswith("{")]
+        return [line["msg"] for line in self.logs(self.runs)]
 
 
 @pytest.fixture

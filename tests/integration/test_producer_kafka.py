@@ -92,9 +92,10 @@ class Producer:
             [sys.executable, "-m", "wikistreams.producer"], env=self.env, stdout=log, stderr=log
         )
 
-    def logs(self) -> list[dict]:
+    def logs(self, run: int | None = None) -> list[dict]:
+        """The JSON log lines of every run so far, or of run number `run` only."""
         lines = []
-        for path in sorted(self.tmp.glob("producer-*.log")):
+        for path in sorted(self.tmp.glob(f"producer-{'*' if run is None else run}.log")):
             for line in path.read_text().splitlines():
                 if line.startswith("{"):
                     lines.append(json.loads(line))
