@@ -250,10 +250,6 @@ class Enricher:
         self._reported: dict[str, float] = {}
 
     @property
-    def enabled(self) -> bool:
-        return self.workers is not None
-
-    @property
     def breaker_state(self) -> str:
         return self.workers.breaker_state if self.workers else "closed"
 
