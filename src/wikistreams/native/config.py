@@ -27,7 +27,6 @@ VERSIONS_FILE = ROOT / "native" / "versions.env"
 # Only [A-Za-z0-9_] names, so JSON such as [{"path":...}] passes through untouched.
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 HEALTH_KINDS = ("http", "tcp", "kafka")
-RESTART_KEYS = ("backoff", "max_backoff", "reset_after")
 
 
 class NativeError(Exception):
@@ -222,10 +221,7 @@ _LONG_RUNNING_ONLY = ("health", "restart", "init", "ports")
 
 def _service(name: str, spec: dict[str, Any]) -> Service:
     where = f"services.{name}"
-    known = {f.name for f in fields(Service)} - {"name"}
-    unknown = set(spec) - known
-    if unknown:
-        raise NativeError(f"{where}: unknown keys {sorted(unknown)}")
+    _only(where, spec, {f.name for f in fields(Service)} - {"name"})
     if "command" not in spec:
         raise NativeError(f"{where}: command is required")
     oneshot = _bool(where, "oneshot", spec.get("oneshot", False))
@@ -265,9 +261,7 @@ def _service(name: str, spec: dict[str, Any]) -> Service:
         kwargs["init"] = Init(_str_list(f"{where}.init", "command", init), creates)
     if "restart" in spec:
         restart = _table_value(f"{where}.restart", spec["restart"])
-        unknown = set(restart) - set(RESTART_KEYS)
-        if unknown:
-            raise NativeError(f"{name}: unknown restart keys {sorted(unknown)}")
+        _only(f"{where}.restart", restart, {f.name for f in fields(Restart)})
         delays = {k: _number(f"{where}.restart", k, v) for k, v in restart.items()}
         kwargs["restart"] = Restart(**delays)
     return Service(name=name, **kwargs)
