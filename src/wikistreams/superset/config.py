@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,14 @@ class InsecureConfigError(RuntimeError):
     """Raised at import time so ``superset``/gunicorn exit non-zero with the reason."""
 
 
-def _env_example_values(path: Path) -> set[str]:
-    """Every value assigned in ``.env.example``: those are published, so never secret."""
+@cache
+def _env_example_values(path: Path) -> frozenset[str]:
+    """Every value assigned in ``.env.example``: those are published, so never secret.
+
+    Read once per path: both secrets are checked against the same file at import."""
     values: set[str] = set()
     if not path.is_file():
-        return values
+        return frozenset()
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
@@ -67,7 +71,7 @@ def _env_example_values(path: Path) -> set[str]:
         value = line.split("=", 1)[1].strip().strip("'\"")
         if value:
             values.add(value)
-    return values
+    return frozenset(values)
 
 
 def require_secret(name: str, min_length: int, env_example: Path | None = None) -> str:
