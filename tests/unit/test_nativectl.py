@@ -313,7 +313,7 @@ def test_with_stack_stops_only_what_it_started(service_file):
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets_after_a_long_run():
-    backoff = keeper.Backoff(backoff=1, max_backoff=60, reset_after=60)
+    backoff = keeper.Backoff(config.Restart(backoff=1, max_backoff=60, reset_after=60))
     quick_exits = [backoff.delay(uptime=2) for _ in range(9)]
     assert quick_exits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
     assert backoff.delay(uptime=61) == 1  # it had been up a while: start over

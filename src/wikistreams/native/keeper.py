@@ -20,11 +20,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TypeVar
 
-from wikistreams.native.config import Config, NativeError, Service
+from wikistreams.native.config import Config, NativeError, Restart, Service
 from wikistreams.native.paths import ROOT, rel
 from wikistreams.native.procinfo import group_pids
 from wikistreams.native.processes import (
@@ -52,22 +52,22 @@ RESUPERVISE = "`wikistreams-native down NAME` then `up NAME` puts it under a kee
 
 @dataclass
 class Backoff:
-    """Delay before a restart: `backoff` seconds, doubled per quick exit, at most `max_backoff`.
+    """Delay before a restart, from the service's `restart` table: `backoff` seconds, doubled per
+    quick exit, at most `max_backoff`.
 
     A run that lasted `reset_after` seconds counts as a success, so a service that crashes once a
     day restarts after 1 s, while one that crashes on start is retried ever more slowly.
     """
 
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    reset_after: float = 60.0
+    restart: Restart = field(default_factory=Restart)
     failures: int = 0
 
     def delay(self, uptime: float) -> float:
-        if uptime >= self.reset_after:
+        restart = self.restart
+        if uptime >= restart.reset_after:
             self.failures = 0
-        wait = min(self.max_backoff, self.backoff * 2.0**self.failures)
-        if wait < self.max_backoff:
+        wait = min(restart.max_backoff, restart.backoff * 2.0**self.failures)
+        if wait < restart.max_backoff:
             self.failures += 1
         return wait
 
@@ -82,9 +82,7 @@ class Keeper:
     def __init__(self, cfg: Config, svc: Service):
         self.cfg, self.svc = cfg, svc
         self.argv = cfg.expand_argv(svc.command, svc)
-        self.backoff = Backoff(
-            svc.restart.backoff, svc.restart.max_backoff, svc.restart.reset_after
-        )
+        self.backoff = Backoff(svc.restart)
         self.record: PidRecord | None = None  # the running service process
         self.stopping = False
         self.interruptible = False
