@@ -1,24 +1,21 @@
-"""Reading what a producer wrote: a Kafka topic from its start to its end.
-
-One reader for the integration tests and the benchmarks. "The end" of a partition is its
-end-of-partition event, not its high watermark: transaction markers take offsets too, so under
-transactions "offset + 1 == high watermark" may never be seen.
-"""
+"""Reading what a producer wrote, for the integration tests and the benchmarks: a topic from
+its start to its end, through the producer's own reader (`wikistreams.producer.topic_reader`),
+as a consumer with a given isolation level sees it."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, Message
+
+from wikistreams.producer import topic_reader
 
 
 def read_to_end(
-    bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 60.0
+    bootstrap: str, topic: str, isolation: str = "read_committed", timeout: float = 10.0
 ) -> list[Message]:
-    """Every record of every partition of `topic`, from the start up to its end, as a reader
-    with `isolation` sees it. Fails on a read error, or when the end is not reached in
-    `timeout` seconds."""
+    """Every record of every partition of `topic`, from the start up to its end. Raises
+    `TopicUnreadable` on a read error, or when no record arrives for `timeout` seconds."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -29,21 +26,6 @@ def read_to_end(
         }
     )
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        records: list[Message] = []
-        open_partitions = set(partitions)
-        deadline = time.monotonic() + timeout
-        while open_partitions and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=5000, timeout=1.0):
-                error = msg.error()
-                if error is None:
-                    records.append(msg)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    open_partitions.discard(msg.partition())
-                else:
-                    raise AssertionError(f"cannot read {topic}: {error}")
+        return list(topic_reader.read_to_end(consumer, topic, timeout=timeout))
     finally:
         consumer.close()
-    assert not open_partitions, f"could not read {topic} to its end in {timeout:g} s"
-    return records
