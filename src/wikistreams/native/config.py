@@ -115,18 +115,20 @@ class Config:
         """Replace {placeholders}; unknown names fail loudly so typos do not start broken JVMs."""
         context = self._context(svc)
 
-        def repl(match: re.Match[str]) -> str:
-            key = match.group(1)
-            if key not in context:
-                where = f" (service {svc.name})" if svc else ""
-                raise NativeError(f"unknown placeholder {{{key}}} in {value!r}{where}")
-            found = context[key]
-            if isinstance(found, list):
-                raise NativeError(f"list variable {{{key}}} must be a whole command element")
-            text = str(found)
-            return self.expand(text, svc) if PLACEHOLDER.search(text) else text
+        def sub(text: str) -> str:
+            def repl(match: re.Match[str]) -> str:
+                key = match.group(1)
+                if key not in context:
+                    where = f" (service {svc.name})" if svc else ""
+                    raise NativeError(f"unknown placeholder {{{key}}} in {text!r}{where}")
+                found = context[key]
+                if isinstance(found, list):
+                    raise NativeError(f"list variable {{{key}}} must be a whole command element")
+                return sub(str(found))
 
-        return PLACEHOLDER.sub(repl, value)
+            return PLACEHOLDER.sub(repl, text)
+
+        return sub(value)
 
     def expand_argv(self, argv: list[str], svc: Service) -> list[str]:
         """Expand a command; an element that is exactly a list variable is spliced in."""
@@ -151,9 +153,7 @@ class Config:
             context["name"] = svc.name
             if svc.lib:
                 context["lib"] = str(self.lib_dir(svc.lib))
-            context["data"] = PLACEHOLDER.sub(
-                lambda m: str(context.get(m.group(1), m.group(0))), svc.data
-            )
+            context["data"] = svc.data  # expanded where it is used, like any placeholder's value
         return context
 
 
