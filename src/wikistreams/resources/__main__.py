@@ -37,7 +37,6 @@ from wikistreams.resources.runner import (
 )
 from wikistreams.resources.stats import container_record
 
-SERVICE = DOCKER_SERVICE
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
 
