@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from tests.integration.conftest import KAFKA, delete_topics, producer_env
 from tests.conftest import wait_until
+from tests.ops_support import free_port
 from tests.standins import REPO_ROOT
 
 from wikistreams.native.config import SERVICES_ENV, load_config
@@ -41,12 +41,6 @@ pytestmark = pytest.mark.integration
 
 SAMPLE = REPO_ROOT / "samples" / "recentchange-enwiki-2023-07-29.jsonl"
 REAL_SERVICES = tomllib.loads((REPO_ROOT / "native" / "services.toml").read_text())["services"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate, seconds: float = 60.0):

@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from tests.conftest import wait_until
+from tests.ops_support import free_port
 from wikistreams.native import config, keeper, order, paths, prereq, processes, records
 from wikistreams.native.config import NativeError
 from wikistreams.native.health import HEALTH_CHECKS
@@ -253,12 +254,6 @@ health = {{ tcp = "127.0.0.1:{b}" }}
 command = ["{python}", "-m", "http.server", "{b}", "--bind", "127.0.0.1"]
 stop_timeout = 5
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
