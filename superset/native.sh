@@ -6,6 +6,7 @@
 #   superset/native.sh setup     # install (only when the venv is missing) + init: the launcher's init step
 #   superset/native.sh run       # foreground gunicorn on 127.0.0.1:8088 (what a supervisor runs)
 #   superset/native.sh start     # background run + wait for /health; stop; status
+#   superset/native.sh export    # Superset -> superset/dashboards/ (what export.sh runs)
 #
 # Why a separate venv: Superset pins Flask, SQLAlchemy 1.4, pandas and ~150 other packages; the
 # project's .venv must stay free to move on without breaking the dashboard (and vice versa).
@@ -143,6 +144,16 @@ cmd_run() {
     "superset.app:create_app()"
 }
 
+# Superset -> git: export the dashboard and normalise it into the bundle (superset/export.sh).
+# In an app context, with the server's secrets (the config refuses to load without them).
+cmd_export() {
+  require_venv
+  load_secrets
+  local bundle="${SUPERSET_BUNDLE_DIR:-$HERE/dashboards/wikimedia_live_trends}"
+  "$VENV/bin/python" -m wikistreams.superset.cli export "$bundle" "$@"
+  git -C "$ROOT" status --short -- "$bundle" || true
+}
+
 health_ok() {
   "$PYTHON" - "$SUPERSET_BIND_HOST" "$SUPERSET_PORT" <<'EOF'
 import sys, urllib.request
@@ -210,6 +221,6 @@ case "${1:-}" in
   stop) cmd_stop ;;
   restart) cmd_stop; cmd_start ;;
   status) cmd_status ;;
-  export) require_venv; load_secrets; PATH="$VENV/bin:$PATH" bash "$HERE/export.sh" "${@:2}" ;;
+  export) cmd_export "${@:2}" ;;
   *) echo "usage: $0 install|init|setup|run|start|stop|restart|status|export" >&2; exit 64 ;;
 esac

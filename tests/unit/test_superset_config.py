@@ -229,6 +229,48 @@ def test_native_run_binds_loopback_only(tmp_path):
     assert "--bind 127.0.0.1:8088" in out
 
 
+EXPORT = ROOT / "superset" / "export.sh"
+
+
+def test_export_reads_the_servers_secrets_the_same_way(tmp_path):
+    """`make superset-export` (export.sh) loads secrets as `native.sh run` does: the
+    environment, then .env, then the generated file; the export itself is recorded, not run."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "superset").write_text("#!/bin/sh\nexit 0\n")
+    (venv / "bin" / "python").write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"wikistreams.superset.cli export "*)\n'
+        '  echo "KEY=$SUPERSET_SECRET_KEY PW=$SUPERSET_ADMIN_PASSWORD ARGS=$*"; exit 0 ;;\n'
+        "esac\n"
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    for name in ("superset", "python"):
+        (venv / "bin" / name).chmod(0o755)
+    (tmp_path / "dot.env").write_text(f"SUPERSET_SECRET_KEY='{GOOD_KEY}'\n")
+    (tmp_path / "secrets.env").write_text(
+        f"SUPERSET_SECRET_KEY={OTHER_KEY}\nSUPERSET_ADMIN_PASSWORD={GOOD_PASSWORD}\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
+    clean.update(
+        SUPERSET_VENV=str(venv),
+        SUPERSET_HOME=str(tmp_path / "home"),
+        SUPERSET_ENV_FILE=str(tmp_path / "dot.env"),
+        SUPERSET_SECRETS_FILE=str(tmp_path / "secrets.env"),
+        SUPERSET_BUNDLE_DIR=str(tmp_path / "bundle"),
+    )
+    result = subprocess.run(
+        ["bash", str(EXPORT), "--zip", "out.zip"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"KEY={GOOD_KEY} PW={GOOD_PASSWORD}" in result.stdout  # .env beats the generated file
+    assert f"cli export {tmp_path / 'bundle'} --zip out.zip" in result.stdout
+
+
 def _superset_probe(probe: str, cwd: Path | None = None, **env: str):
     """Run `probe` in the real Superset venv's Python, where ``superset.config`` loads our file
     through SUPERSET_CONFIG_PATH exactly as the server does."""
