@@ -7,7 +7,7 @@ with one line that says why.
 
 Standard library only, so ``deploy/render-env.sh`` runs it on a VM without the project installed:
 
-    python3 -m wikistreams.producer.contact 'ops@example.net'   # exit 1, the reason on stderr
+    python3 src/wikistreams/producer/contact.py 'ops@example.net'   # exit 1, reason on stderr
 """
 
 from __future__ import annotations
