@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import wait_until
 from wikistreams.native.paths import Paths
 from wikistreams.native.records import PidRecord, write_pid
 
@@ -160,11 +161,8 @@ class NativeServices:
         return proc
 
     def wait_ready(self, *paths: Path, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not all(p.exists() for p in paths):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"workloads not ready: {[str(p) for p in paths]}")
-            time.sleep(0.05)
+        """Until every workload wrote its ready file."""
+        wait_until(lambda: all(p.exists() for p in paths), timeout, interval=0.05)
 
     def stop_all(self) -> None:
         """SIGKILL each process group (children included), then reap the group leaders."""
