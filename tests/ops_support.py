@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import wait_until
+from wikistreams.native.config import read_env_file
 from wikistreams.native.paths import Paths
 from wikistreams.native.records import PidRecord, write_pid
 
@@ -218,13 +219,7 @@ def free_port() -> int:
 
 def victorialogs_env() -> dict[str, str]:
     """logs/victorialogs.env as a dict (the same file compose and services.toml use)."""
-    env = {}
-    for line in (ROOT / "logs" / "victorialogs.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key] = value
-    return env
+    return read_env_file(ROOT / "logs" / "victorialogs.env")
 
 
 def http_get(url: str, params: dict[str, Any], timeout: float = 30) -> Any:

@@ -162,8 +162,9 @@ def random_kafka_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
-    """Parse KEY=VALUE lines; versions.env is shared with make and compose, so no TOML there."""
+def read_env_file(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """Parse KEY=VALUE lines (versions.env, victorialogs.env): files shared with make, compose and
+    shell scripts, so no TOML there."""
     versions = {}
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -190,7 +191,7 @@ def load_config(path: Path | None = None, paths: Paths | None = None) -> Config:
         for name, spec in _table(raw, "services", "").items()
     }
     cfg = Config(
-        versions=read_versions(),
+        versions=read_env_file(),
         variables=_table(raw, "vars", ""),
         libs=libs,
         services=services,
