@@ -48,8 +48,9 @@ def up(cfg: Config, names: list[str] | None = None, started: list[str] | None = 
     order = topo_order(cfg, with_needs(cfg, resolve_names(cfg, names)))
     started = [] if started is None else started
     paths = cfg.paths
-    pending = [n for n in order if cfg.services[n].oneshot or not service_running(paths, n)]
-    ensure_libs(cfg, pending, running_services(paths, list(cfg.services)))
+    running = running_services(paths, list(cfg.services))
+    pending = [n for n in order if cfg.services[n].oneshot or n not in running]
+    ensure_libs(cfg, pending, running)
     waiting = [n for n in order if n not in pending]
     if not pending:
         print(f"[up] already running: {', '.join(order)}")
