@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins import REPO_ROOT, TEST_CONTACT, recentchange_dir
+from tests.standins import TEST_CONTACT, recentchange_dir
 from tests.standins.sse_server import SseStandIn, load_frames
 from tests.standins.wikidata_api import WikidataStandIn
 
@@ -26,13 +26,11 @@ def wait_until(predicate, seconds: float = 60.0, interval: float = 0.1):
 
 
 def pinned_versions() -> dict[str, str]:
-    """`native/versions.env` as a dict: the one place server versions are pinned."""
-    pairs = {}
-    for line in (REPO_ROOT / "native" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
+    """`native/versions.env` as a dict (the one place server versions are pinned), read the way
+    the launcher reads it."""
+    from wikistreams.native.config import VERSIONS_FILE, read_env_file
+
+    return read_env_file(VERSIONS_FILE)
 
 
 def recorded_events(path: Path) -> list[bytes]:

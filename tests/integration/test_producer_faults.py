@@ -21,6 +21,7 @@ import requests
 
 from wikistreams.producer.sink import decode_headers
 from tests.conftest import event_ids, wait_until
+from tests.ops_support import free_port
 from tests.integration.conftest import KAFKA, committed_position, delete_topics
 from tests.integration.test_producer_kafka import Producer, read_topic, recording, topic  # noqa
 
@@ -47,12 +48,6 @@ def real_event(n: int = 0, **changes) -> dict:
             target = target[key]
         target[leaf] = value
     return event
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def health(port: int) -> dict:
