@@ -10,9 +10,25 @@ from types import SimpleNamespace
 
 from confluent_kafka import KafkaError
 
+from wikistreams.producer.config import Settings
 from wikistreams.producer.position import Position
 from wikistreams.producer.sink import decode_headers
 from wikistreams.producer.source import RawEvent
+
+
+# The settings `Pipeline` takes as keyword arguments of the same name (required there).
+PIPELINE_SETTINGS = (
+    "dedupe_window",
+    "enrich_max_delay_seconds",
+    "commit_interval_seconds",
+    "commit_max_events",
+    "stats_interval_seconds",
+)
+
+
+def pipeline_settings(**overrides: object) -> dict[str, object]:
+    """`Pipeline`'s settings at their one default (`config.Settings`), then `overrides`."""
+    return {**{name: Settings.model_fields[name].default for name in PIPELINE_SETTINGS}, **overrides}
 
 
 class FrameSource:

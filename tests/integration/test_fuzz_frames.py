@@ -22,7 +22,7 @@ from wikistreams.producer.pipeline import Pipeline
 from wikistreams.producer.sink import KafkaSink, ensure_topics, producer_config
 from wikistreams.producer.source import EventStreamSource, FileSource
 from tests.conftest import USER_AGENT, recorded_events, recorded_files
-from tests.fakes import FrameSource
+from tests.fakes import FrameSource, pipeline_settings
 from tests.integration.conftest import KAFKA, delete_topics
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def test_every_frame_is_delivered_or_dead_lettered(tmp_path, fuzz_topic, frames)
             yield raw
 
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
-    pipeline = Pipeline(sink, dedupe_window=0)
+    pipeline = Pipeline(sink, **pipeline_settings(dedupe_window=0))
     code = pipeline.run(FrameSource(counted(FileSource(stream, "fast", None, stop))), stop)
 
     totals = pipeline.stats.totals
@@ -147,7 +147,7 @@ def test_a_long_replay_accounts_for_every_frame(tmp_path, fuzz_topic):
     stream.write_bytes(b"\n".join(frames) + b"\n")
     stop = threading.Event()
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
-    pipeline = Pipeline(sink, dedupe_window=0, queue_size=300)
+    pipeline = Pipeline(sink, queue_size=300, **pipeline_settings(dedupe_window=0))
     source = EventStreamSource(stream.as_uri(), USER_AGENT)
     assert pipeline.run(source, stop) == 0
     assert source.state == "finished"

@@ -9,9 +9,15 @@ import threading
 import orjson
 import pytest
 
-import wikistreams.producer.pipeline as pipeline_module
+import wikistreams.producer.position as position_module
 from tests.conftest import recorded_events
-from tests.fakes import FrameSource, RecordingSink, SilentWorkers, run_until_done
+from tests.fakes import (
+    FrameSource,
+    RecordingSink,
+    SilentWorkers,
+    pipeline_settings,
+    run_until_done,
+)
 from tests.standins import recentchange_dir
 from wikistreams.producer.decode import decode_event
 from wikistreams.producer.pipeline import Outcome, Pipeline
@@ -40,7 +46,7 @@ def frame_ids(raws: list[RawEvent]) -> list[str]:
 
 
 def pipeline(sink: RecordingSink, **options) -> Pipeline:
-    return Pipeline(sink, dedupe_window=100, **options)
+    return Pipeline(sink, **pipeline_settings(dedupe_window=100, **options))
 
 
 # --- ordering and the watermark --------------------------------------------------------------
@@ -63,7 +69,7 @@ def test_a_parked_entity_edit_is_overtaken_and_holds_the_watermark_until_it_leav
     exactly: from before the edit, dropping what was already published."""
     source = FrameSource([RawEvent(ENTITY_EDIT, "sse-entity"), *frames(10)], pace_seconds=0.02)
     sink = RecordingSink()
-    run = pipeline(sink, workers=SilentWorkers(), enrich_max_delay=1.0, commit_interval=0.01)
+    run = pipeline(sink, workers=SilentWorkers(), enrich_max_delay_seconds=1.0, commit_interval_seconds=0.01)
     assert run_until_done(run, source) is Outcome.OK
 
     published = ids_of(sink.published)
@@ -81,10 +87,10 @@ def test_a_parked_entity_edit_is_overtaken_and_holds_the_watermark_until_it_leav
 def test_reading_waits_while_too_many_events_are_past_a_parked_one(monkeypatch):
     """The position names every event published past the oldest parked entity edit; that list
     is bounded, so a slow API holds the read instead of growing a record Kafka would refuse."""
-    monkeypatch.setattr(pipeline_module, "MAX_IDS_BEYOND", 5)
+    monkeypatch.setattr(position_module, "BEYOND_MAX_BYTES", 200)  # five 36-character ids
     source = FrameSource([RawEvent(ENTITY_EDIT, "sse-entity"), *frames()])
     sink = RecordingSink()
-    run = pipeline(sink, workers=SilentWorkers(), enrich_max_delay=0.3)
+    run = pipeline(sink, workers=SilentWorkers(), enrich_max_delay_seconds=0.3)
     assert run_until_done(run, source) is Outcome.OK
     assert run.stats.totals["position_full_waits"] > 0, "the read waited for the deadline"
     assert len(sink.committed_values()) == len(source.frames), "and nothing was lost meanwhile"

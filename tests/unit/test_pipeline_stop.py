@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.fakes import FrameSource
+from tests.fakes import FrameSource, pipeline_settings
 from wikistreams.producer.pipeline import Pipeline
 from wikistreams.producer.sink import KafkaSink, producer_config
 
@@ -34,7 +34,7 @@ def test_a_slow_signal_handler_still_stops_an_idle_pipeline(tmp_path):
     previous = signal.signal(signal.SIGUSR1, handler)
     try:
         sink = KafkaSink(producer_config("127.0.0.1:1", "zstd", 5), "t", "t.dlq")
-        pipeline = Pipeline(sink, dedupe_window=0)
+        pipeline = Pipeline(sink, **pipeline_settings(dedupe_window=0))
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
         # Without the fix run() never returns and the timeout marker fails the test.
         assert pipeline.run(SilentSource([]), stop) == 0

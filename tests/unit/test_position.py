@@ -3,7 +3,16 @@
 import pytest
 
 from wikistreams.producer.dedupe import RecentIds
-from wikistreams.producer.position import DeliveryTracker, Position, StreamIdentity, new_position
+from wikistreams.producer.events import MAX_EVENT_ID_CHARS
+from wikistreams.producer.position import (
+    MAX_WATERMARK_CHARS,
+    POSITION_MAX_BYTES,
+    RECENT_BELOW,
+    DeliveryTracker,
+    Position,
+    StreamIdentity,
+    new_position,
+)
 
 
 def test_position_moves_only_over_contiguous_completions():
@@ -93,3 +102,75 @@ def test_a_resumed_positions_ids_are_named_until_their_frames_are_surely_past():
     for i in range(2, 4):
         t.done(t.begin(f"sse-{i}"), f"new-{i}")
     assert "old-beyond-1" not in t.position_ids(), "three frames later they are behind"
+
+
+def crash_and_resume(record_ids: list[str], watermark: int, overtaking: int) -> Position:
+    """One run from a resumed record: the stream replays from the watermark (the ids the record
+    named come again and are dropped, each done with its id as the pipeline does), then an
+    entity edit parks and `overtaking` newer events are published past it. Then the crash:
+    the last commit is what `position_ids` names now."""
+    t = DeliveryTracker(position=f"sse-{watermark}")
+    t.carry(record_ids)
+    frame = watermark + 1
+    for event_id in record_ids:  # read again: duplicates, dropped with their id
+        t.done(t.begin(f"sse-{frame}"), event_id)
+        frame += 1
+    parked = t.begin(f"sse-{frame}")
+    t.expect(parked, f"parked-{frame}")
+    for i in range(frame + 1, frame + 1 + overtaking):
+        t.done(t.begin(f"sse-{i}"), f"event-{i:08d}")
+    assert t.position == f"sse-{frame - 1}"
+    return new_position(t.position, t.position_ids())
+
+
+def test_a_resumed_positions_ids_do_not_pile_up_over_crashes():
+    """Three crashes during a catch-up, each while an entity edit is parked: every record names
+    the events past its own watermark, not those of every earlier record too (issue 21: 390 KB,
+    780 KB, 1.18 MB, then Kafka refused the record and the producer rewound for ever)."""
+    record = crash_and_resume([], 0, 5000)
+    sizes = [len(record.encode())]
+    for _crash in range(3):
+        watermark = int(record.last_event_id.removeprefix("sse-"))
+        record = crash_and_resume(record.ids, watermark, 5000)
+        sizes.append(len(record.encode()))
+        assert len(record.ids) <= 5000 + RECENT_BELOW
+    assert max(sizes) < 1.1 * sizes[0], sizes
+
+
+def test_ids_past_the_watermark_are_bounded_by_their_bytes_not_their_count():
+    """Reading stops once the ids past the watermark fill their budget; long ids fill it
+    sooner, and so do the ids of events still parked (`expect`)."""
+    short, long = DeliveryTracker(), DeliveryTracker()
+    for t, width in ((short, 36), (long, MAX_EVENT_ID_CHARS)):
+        t.expect(t.begin("sse-parked"), "p" * width)
+        while not t.full:
+            seq = t.begin("sse-x")
+            t.done(seq, f"{seq:0{width}d}")
+    assert long.beyond < short.beyond / 3
+    for t in (short, long):
+        record = new_position(t.position, t.position_ids()).encode()
+        assert len(record) <= POSITION_MAX_BYTES
+
+
+def test_carried_ids_that_never_come_back_give_way_to_the_rest():
+    """A stream that does not replay the old frames leaves the carried ids unread: the record
+    drops the oldest of them rather than grow past POSITION_MAX_BYTES."""
+    t = DeliveryTracker(position="w")
+    gone = [f"gone-{i:031d}" for i in range(POSITION_MAX_BYTES // 39)]  # ~a full record
+    t.carry(gone)
+    t.expect(t.begin("sse-parked"), "parked")
+    while not t.full:
+        seq = t.begin(f"sse-{seq}" if (seq := t.in_flight) else "sse-1")
+        t.done(seq, f"new-{seq:032d}")
+    ids = t.position_ids()
+    assert len(new_position(t.position, ids).encode()) <= POSITION_MAX_BYTES
+    assert t.trimmed > 0 and gone[-1] in ids and gone[0] not in ids, "the oldest gave way"
+    assert set(t.beyond_ids()) <= set(ids), "every id past the watermark is still named"
+
+
+def test_an_sse_id_too_long_for_the_record_does_not_become_the_watermark():
+    t = DeliveryTracker(position="resumed")
+    t.done(t.begin("x" * (MAX_WATERMARK_CHARS + 1)), "event-1")
+    assert t.position == "resumed" and t.long_watermarks == 1
+    t.done(t.begin("sse-2"), "event-2")
+    assert t.position == "sse-2"

@@ -25,12 +25,16 @@ Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # Event times whose conversion to UTC cannot overflow `datetime` (offsets are under a day).
 _EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc)
 _LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
+# `meta.id` is a UUID (36 characters) in every real event. Each published id travels in the
+# position record (`producer.position`), which must stay under Kafka's record limit: a longer id
+# is bad input, dead-lettered with its reason.
+MAX_EVENT_ID_CHARS = 128
 
 
 class Meta(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=MAX_EVENT_ID_CHARS)
     # Bounded so that every accepted time has a UTC form (`format_event_time` converts it):
     # checked inside pydantic-core, cheaper than a Python validator on every event.
     dt: AwareDatetime = Field(gt=_EARLIEST, lt=_LATEST)

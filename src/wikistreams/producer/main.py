@@ -126,10 +126,10 @@ def build_pipeline(
         sink,
         dedupe_window=settings.dedupe_window,
         workers=build_label_workers(settings),
-        enrich_max_delay=settings.enrich_max_delay_seconds,
-        commit_interval=settings.commit_interval_seconds,
+        enrich_max_delay_seconds=settings.enrich_max_delay_seconds,
+        commit_interval_seconds=settings.commit_interval_seconds,
         commit_max_events=settings.commit_max_events,
-        stats_interval=settings.stats_interval_seconds,
+        stats_interval_seconds=settings.stats_interval_seconds,
         heartbeat=heartbeat,
         lease=lease,
     )

@@ -48,7 +48,6 @@ from wikistreams.producer.events import (
 )
 from wikistreams.producer.health import Heartbeat
 from wikistreams.producer.position import (
-    RECENT_BELOW,
     DeliveryTracker,
     Position,
     new_position,
@@ -70,10 +69,6 @@ log = structlog.get_logger("producer.pipeline")
 IDLE_POLL_SECONDS = 0.1
 # Inbox items handled between two rounds of housekeeping (Kafka poll, expiry, commit).
 BATCH = 500
-# At most this many events finished past the watermark (their ids go into every position
-# record, ~40 bytes each). With a resumed position's ids carried (as many again) and the
-# recent ones, a record stays under Kafka's 1 MB.
-MAX_IDS_BEYOND = 10_000
 
 
 # Delivery reports of records an abort took back: not failures, the batch is read again.
@@ -122,29 +117,33 @@ class Pipeline:
     def __init__(
         self,
         sink: Sink,
+        *,
         dedupe_window: int,
+        enrich_max_delay_seconds: float,
+        commit_interval_seconds: float,
+        commit_max_events: int,
+        stats_interval_seconds: float,
         workers: LabelWorkers | None = None,
-        enrich_max_delay: float = 2.0,
-        commit_interval: float = 1.0,
-        commit_max_events: int = 5000,
-        stats_interval: float = 10.0,
         queue_size: int = 2000,
         heartbeat: Heartbeat | None = None,
         lease: Lease | None = None,
     ) -> None:
-        """`lease`: checked before every commit, None when this copy is always active."""
+        """The keyword arguments named like settings are those settings (`config.Settings`,
+        passed by `main.build_pipeline`): required here, so that they have one default.
+
+        `lease`: checked before every commit, None when this copy is always active."""
         self.sink = sink
-        self.enricher = Enricher(workers, self._publish, enrich_max_delay)
+        self.enricher = Enricher(workers, self._publish, enrich_max_delay_seconds)
         self.tracker = DeliveryTracker(position=None)
         self.recent = RecentIds(dedupe_window)
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
         self.lease = lease
         self.catch_up = CatchUp(None)
-        self._enrich_max_delay = enrich_max_delay
-        self._commit_interval = commit_interval
+        self._enrich_max_delay = enrich_max_delay_seconds
+        self._commit_interval = commit_interval_seconds
         self._commit_max_events = commit_max_events
-        self._stats_interval = stats_interval
+        self._stats_interval = stats_interval_seconds
         self._queue_size = queue_size
         self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
         # Enrichment answers skip the queue of frames: during a backlog the inbox holds up to
@@ -152,11 +151,12 @@ class Pipeline:
         self._answers: deque[Answer] = deque()
         self._committed_position = self.tracker.position
         self._committed_at = time.monotonic()
-        self._next_commit = self._committed_at + commit_interval
+        self._next_commit = self._committed_at + commit_interval_seconds
         self._uncommitted = 0  # frames finished since the last commit
         self._commits = 0
         self._next_stats = 0.0
         self._commit_seconds_max = 0.0
+        self._position_bytes_max = 0  # the largest position record since the last stats line
         self._failed: str | None = None
         self._outcome = Outcome.OK
         self._rollback = False  # end without committing (see `_fail`)
@@ -202,8 +202,7 @@ class Pipeline:
         if resume is None:
             return
         self.tracker = DeliveryTracker(position=resume.last_event_id)
-        # Every id the resumed position names lies within this many frames of its watermark.
-        self.tracker.carry(resume.ids, 2 * MAX_IDS_BEYOND + RECENT_BELOW)
+        self.tracker.carry(resume.ids)
         self.recent.remember(resume.ids)
         self._committed_position = self.tracker.position
 
@@ -268,7 +267,7 @@ class Pipeline:
         """Handle up to BATCH inbox items; False once the source has ended or failed."""
         wait = self.enricher.seconds_to_next_deadline()
         timeout = IDLE_POLL_SECONDS if wait is None else min(wait, IDLE_POLL_SECONDS)
-        if self.tracker.beyond >= MAX_IDS_BEYOND:
+        if self.tracker.full:
             # The position names every event published past the oldest parked one; a record
             # over Kafka's limit could never commit. Read no further until labels (or their
             # deadline) release it: the reader thread and the network wait meanwhile.
@@ -294,7 +293,7 @@ class Pipeline:
                 log.error("source_failed", error_class=type(error).__name__, error=str(error))
                 return False
             handled += 1
-            if handled >= BATCH or self.tracker.beyond >= MAX_IDS_BEYOND:
+            if handled >= BATCH or self.tracker.full:
                 return True
             try:
                 item = self._inbox.get_nowait()
@@ -374,6 +373,7 @@ class Pipeline:
                 # Named again in the position: a later resume may replay it once more.
                 self._drop(flight, "duplicates_dropped", change.meta.id)
             else:
+                self.tracker.expect(flight.seq, change.meta.id)
                 self.enricher.add(flight, change)
         except StageError as err:
             self.dead_letter(flight, err)
@@ -521,9 +521,17 @@ class Pipeline:
         if self.lease is not None and not self.lease.held:
             self._fail("lease lost: another copy of this producer is active", Outcome.STEPPED_DOWN)
             return
-        ids = self.tracker.position_ids()
+        trimmed = self.tracker.trimmed
+        record = new_position(position, self.tracker.position_ids()).encode()
+        if self.tracker.trimmed > trimmed:
+            log.warning(
+                "position_trimmed",
+                dropped_ids=self.tracker.trimmed - trimmed,
+                reason="the resumed position's ids not read again would outgrow the record",
+            )
+        self._position_bytes_max = max(self._position_bytes_max, len(record))
         try:
-            self.sink.commit(new_position(position, ids).encode())
+            self.sink.commit(record)
         except Fenced as exc:
             self._fenced(exc)
             return
@@ -582,8 +590,11 @@ class Pipeline:
             "transactional": self.sink.transactional,
             "commits": self._commits,
             "commit_seconds_max": round(self._commit_seconds_max, 3),
+            "position_bytes_max": self._position_bytes_max,
+            "position_long_watermarks": self.tracker.long_watermarks,
         }
         self._commit_seconds_max = 0.0
+        self._position_bytes_max = 0
         line = self.stats.report(extra)
         line.update(self.catch_up.observe(line["event_lag_seconds"], line["events_out"]))
         keys = (

@@ -22,9 +22,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import orjson
 from confluent_kafka import Consumer, KafkaException
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from wikistreams.producer.events import MAX_EVENT_ID_CHARS
+from wikistreams.producer.limits import MAX_RECORD_BYTES
 from wikistreams.producer.topic_reader import TopicUnreadable, read_to_end
 
 # The position topic's own configs: one record per stream survives compaction. Small segments
@@ -141,8 +144,34 @@ def read_position(bootstrap: str, topic: str, key: str, timeout: float = 30.0) -
         ) from exc
 
 
+# --- the record's size ----------------------------------------------------------------------
+# An encoded position record is at most POSITION_MAX_BYTES: half of Kafka's record limit, so that
+# a broker or topic set below the default still takes it, and a commit writes a few hundred KB
+# at most. Every part of it is bounded in bytes, so no commit can fail for its size (a failed
+# commit rewinds, and the rewound run would build the same record again).
+POSITION_MAX_BYTES = MAX_RECORD_BYTES // 2
+# The watermark is an SSE id (~150 bytes live); a longer one does not become the watermark.
+MAX_WATERMARK_CHARS = 1024
+# Bytes one event id adds to the record at most: a JSON string of \uXXXX escapes and a comma.
+MAX_ID_BYTES = 6 * MAX_EVENT_ID_CHARS + 3
 # Frames at or below the watermark whose ids every position record keeps (see `below`).
 RECENT_BELOW = 200
+# Everything but the ids: the watermark, the time and the producer's name, and one id of
+# overshoot (reading stops once the budget is reached, after the id that reached it).
+_RECORD_OVERHEAD = 6 * MAX_WATERMARK_CHARS + 512 + MAX_ID_BYTES
+# The ids of events finished past the watermark or on their way (parked for labels): reading
+# waits while they fill this, until the parked events leave. What is left of the record after
+# the recent ids and the overhead at their largest.
+BEYOND_MAX_BYTES = POSITION_MAX_BYTES - RECENT_BELOW * MAX_ID_BYTES - _RECORD_OVERHEAD
+# How long a resumed position's ids are named at most, in frames finished since the resume: by
+# then every frame up to the old record's last id was surely read again (each named id is at
+# least 4 bytes of BEYOND_MAX_BYTES). Ids read again leave the carried ones at once.
+CARRY_FRAMES = 2 * (BEYOND_MAX_BYTES // 4) + RECENT_BELOW
+
+
+def id_bytes(event_id: str) -> int:
+    """What `event_id` adds to an encoded record: its JSON string and a comma."""
+    return len(orjson.dumps(event_id)) + 1
 
 
 @dataclass
@@ -153,55 +182,118 @@ class DeliveryTracker:
     finished: handed to Kafka (in the open transaction), dead-lettered or deliberately dropped.
     `position` is the SSE id of the highest sequence number below which nothing is pending;
     `beyond_ids()` names the events finished past it (they overtook a parked entity edit).
+
+    It also keeps the size of the record `position_ids()` makes: `full` says when the events
+    past the watermark (finished, or announced with `expect()`) fill their budget, and the
+    ids carried over from a resumed position give way to the rest if the record would outgrow
+    POSITION_MAX_BYTES.
     """
 
     position: str | None = None
     # Event ids of the newest frames at or below the watermark, in frame order: a timestamp
     # resume replays the frames of the watermark's last instant, whenever they were published.
     below: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_BELOW))
-    # The resumed position's ids, named again until `_carry_until` frames have passed: their
-    # frames come after the resumed watermark and may not have been read again yet.
-    _carried: list[str] = field(default_factory=list)
+    # Ids given up to keep a record under POSITION_MAX_BYTES, since the start (see `carry`).
+    trimmed: int = 0
+    # Frames whose SSE id was too long to become the watermark.
+    long_watermarks: int = 0
+    # The resumed position's ids (with their sizes), named again until their frame is read
+    # again or `_carry_until` frames have passed: their frames come after the resumed watermark
+    # and a crash before they are read again must still find them named.
+    _carried: dict[str, int] = field(default_factory=dict)
+    _carried_bytes: int = 0
     _carry_until: int = 0
+    _below_bytes: int = 0
     _next_seq: int = 0
     _pending: dict[int, str | None] = field(default_factory=dict)
-    _finished: dict[int, str | None] = field(default_factory=dict)
+    # Sizes of the ids of pending frames announced with `expect()`: they will be named.
+    _expected: dict[int, int] = field(default_factory=dict)
+    _expected_bytes: int = 0
+    _finished: dict[int, tuple[str | None, int]] = field(default_factory=dict)
+    _beyond_bytes: int = 0
     _low: int = 0
 
     def begin(self, sse_id: str | None) -> int:
         seq = self._next_seq
         self._next_seq += 1
+        if sse_id is not None and len(sse_id) > MAX_WATERMARK_CHARS:
+            self.long_watermarks += 1
+            sse_id = None  # the frame counts, the watermark stays at the previous id
         self._pending[seq] = sse_id
         return seq
 
+    def expect(self, seq: int, event_id: str) -> None:
+        """Frame `seq` will finish with `event_id` (it waits for labels, or leaves now)."""
+        size = id_bytes(event_id)
+        self._expected[seq] = size
+        self._expected_bytes += size
+
     def done(self, seq: int, event_id: str | None = None) -> None:
+        size = self._expected.pop(seq, None)
+        if size is not None:
+            self._expected_bytes -= size
+        elif event_id is not None:
+            size = id_bytes(event_id)
+        if event_id is not None and self._carried:
+            carried = self._carried.pop(event_id, None)  # read again: named from now on
+            if carried is not None:
+                self._carried_bytes -= carried
         finished = self._finished
-        finished[seq] = event_id
+        finished[seq] = (event_id, size or 0)
+        self._beyond_bytes += size or 0
         while self._low in finished:
-            passed = finished.pop(self._low)
+            passed, passed_size = finished.pop(self._low)
+            self._beyond_bytes -= passed_size
             if passed is not None:
-                self.below.append(passed)
+                self._pass_below(passed, passed_size)
             sse_id = self._pending.pop(self._low)
             if sse_id is not None:
                 self.position = sse_id
             self._low += 1
+
+    def _pass_below(self, event_id: str, size: int) -> None:
+        below = self.below
+        if len(below) == below.maxlen:
+            self._below_bytes -= id_bytes(below[0])
+        below.append(event_id)
+        self._below_bytes += size
 
     @property
     def beyond(self) -> int:
         """How many frames are finished past the watermark (each may add an id to the record)."""
         return len(self._finished)
 
-    def beyond_ids(self) -> list[str]:
-        return [event_id for event_id in self._finished.values() if event_id is not None]
+    @property
+    def full(self) -> bool:
+        """The ids past the watermark (finished or expected) fill their share of the record:
+        read no further until the parked events leave and the watermark moves."""
+        return self._beyond_bytes + self._expected_bytes >= BEYOND_MAX_BYTES
 
-    def carry(self, ids: list[str], frames: int) -> None:
-        """Keep naming a resumed position's `ids` until `frames` frames are finished."""
-        self._carried, self._carry_until = list(ids), frames
+    def beyond_ids(self) -> list[str]:
+        return [event_id for event_id, _ in self._finished.values() if event_id is not None]
+
+    def carry(self, ids: list[str], frames: int = CARRY_FRAMES) -> None:
+        """Keep naming a resumed position's `ids` until each is read again, or until `frames`
+        frames are finished."""
+        self._carried = {event_id: id_bytes(event_id) for event_id in ids}
+        self._carried_bytes = sum(self._carried.values())
+        self._carry_until = frames
 
     def position_ids(self) -> list[str]:
-        """What a position record must name: the ids a resume from `position` may meet again."""
-        carried = self._carried if self._low < self._carry_until else []
-        return list(dict.fromkeys([*carried, *self.below, *self.beyond_ids()]))
+        """What a position record must name: the ids a resume from `position` may meet again.
+
+        At most POSITION_MAX_BYTES encoded: the recent and beyond ids always fit (`full`
+        bounds the latter); carried ids beyond the rest of the budget are given up, oldest
+        first (only a resume whose stream does not replay the same frames leaves so many).
+        """
+        if self._carried and self._low >= self._carry_until:
+            self._carried, self._carried_bytes = {}, 0
+        room = POSITION_MAX_BYTES - _RECORD_OVERHEAD - self._below_bytes - self._beyond_bytes
+        while self._carried and self._carried_bytes > room:
+            dropped = next(iter(self._carried))
+            self._carried_bytes -= self._carried.pop(dropped)
+            self.trimmed += 1
+        return list(dict.fromkeys([*self._carried, *self.below, *self.beyond_ids()]))
 
     @property
     def in_flight(self) -> int:

@@ -37,6 +37,7 @@ from confluent_kafka.admin import (
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from wikistreams.producer.config import TopicSettings, load_settings
+from wikistreams.producer.limits import MAX_RECORD_BYTES
 from wikistreams.producer.position import Position, read_position
 
 log = structlog.get_logger("producer.sink")
@@ -48,8 +49,6 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 KafkaConfig = dict[str, str | int | bool]
 # Record headers as `Producer.produce` takes them (a list: a name may repeat).
 KafkaHeaders = list[tuple[str, str | bytes | None]]
-# librdkafka's default message.max.bytes; a bigger record is refused by produce() itself.
-MAX_RECORD_BYTES = 1_000_000
 # Connection-level errors that mean "the broker is away", reported by librdkafka's error_cb.
 _UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
