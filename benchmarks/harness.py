@@ -239,6 +239,23 @@ class ProducerProcess:
             self._sampler.join(timeout=1)
         return self.exit_code
 
+    def stats_max(self, field: str) -> int | None:
+        """The largest value of `field` in the producer's `stats` log lines (None: never logged)."""
+        values = []
+        try:
+            text = self.log_path.read_text("utf-8", "replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("{") and '"stats"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("msg") == "stats" and isinstance(record.get(field), int):
+                    values.append(record[field])
+        return max(values, default=None)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])

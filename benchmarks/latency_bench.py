@@ -112,6 +112,7 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workroot: Path, recorde
             load.stop()
             api.stop()
         result["peak_rss_mb"] = producer.peak_rss_mb
+        result["position_bytes_max"] = producer.stats_max("position_bytes_max")
         result["connections"] = load.connections
         result["api_calls"] = len(api.behaviour.requests)
         _tally(result, topic, load.sent_at, entity_ids, sc, result.pop("_window"))

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks import harness
+from wikistreams.producer.position import POSITION_MAX_BYTES
 
 HAND_SECTION = "## Thread worker vs asyncio"
 PLACEHOLDER = (
@@ -258,6 +259,14 @@ def _targets(latency: dict | None, throughput: dict | None) -> str:
         f"≤ {RSS_LIMIT_MB:.0f} MB",
         _le(peak, RSS_LIMIT_MB),
     )
+    largest, where = _largest_position(latency)
+    row(
+        "largest position record (max over all runs)",
+        largest,
+        "n/a" if largest is None else f"{largest:,} bytes ({where})",
+        f"≤ {POSITION_MAX_BYTES:,} bytes (POSITION_MAX_BYTES)",
+        _le(largest, POSITION_MAX_BYTES),
+    )
     return (
         "## Targets\n\n| target | measured | goal | result |\n|---|---|---|---|\n"
         + "\n".join(rows)
@@ -289,6 +298,16 @@ def _peak_rss(latency: dict | None, throughput: dict | None) -> tuple[float | No
     if not peaks:
         return None, ""
     return max(peaks)
+
+
+def _largest_position(latency: dict | None) -> tuple[int | None, str]:
+    """The largest position record any run committed, from the producer's stats lines."""
+    sizes = [
+        (r["position_bytes_max"], r["scenario"]["key"])
+        for r in (latency or {}).get("scenarios", [])
+        if r.get("position_bytes_max") is not None
+    ]
+    return max(sizes) if sizes else (None, "")
 
 
 # --- latency -------------------------------------------------------------------------------------
@@ -334,7 +353,8 @@ def _latency(latency: dict | None) -> str:
     out.append("\n### Delivery, enrichment and shutdown\n")
     out.append(
         "| scenario | sent | delivered | dead-lettered | lost | duplicates | `enrichment_status` |"
-        " API calls | exit | peak RSS |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+        " API calls | exit | peak RSS | largest position |"
+        "\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
     )
     notes = []
     for res in runs:
@@ -347,7 +367,7 @@ def _latency(latency: dict | None) -> str:
         out.append(
             f"| {res['scenario']['title']} | {res['sent']:,} | {res['delivered']:,} |"
             f" {res['dead_lettered']:,} | {res['lost']:,} | {res['duplicates']:,} | {statuses} |"
-            f" {res.get('api_calls', 0):,} | {exit_text} | {rss} |"
+            f" {res.get('api_calls', 0):,} | {exit_text} | {rss} | {_kb(res)} |"
         )
         extra = list(res.get("notes", []))
         if res["lost"]:
@@ -365,6 +385,11 @@ def _latency(latency: dict | None) -> str:
     if notes:
         out.append("\nNotes:\n\n" + "\n".join(notes))
     return "\n".join(out) + "\n"
+
+
+def _kb(res: dict) -> str:
+    size = res.get("position_bytes_max")
+    return "n/a" if size is None else f"{size / 1000:,.0f} KB"
 
 
 def _catchup(latency: dict | None) -> str:
