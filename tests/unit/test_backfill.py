@@ -2,12 +2,12 @@
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import islice
 
 from wikistreams.producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp, since_for
-from wikistreams.producer.source import open_source
-from tests.conftest import USER_AGENT
+from wikistreams.producer.source import SseSource
+from tests.conftest import source_options, wait_until
 from tests.standins.sse_server import recorded_sse, since_ms
 
 
@@ -26,16 +26,43 @@ def test_the_source_asks_since_only_until_it_has_an_id(sse_server_factory):
     frames = server.frames
     server.behaviour.live_from = len(frames)  # no `since`: the live edge, nothing recorded
     server.behaviour.cut_after = 4
-    since = datetime.fromtimestamp(frames[2].timestamp_ms / 1000, timezone.utc).isoformat()
+    at = datetime.fromtimestamp(frames[2].timestamp_ms / 1000, timezone.utc)
     stop = threading.Event()
-    source = open_source(server.url, USER_AGENT, None, stop, since=since, backoff_cap=0.1)
+    options = source_options(backfill_hours=1, reconnect_backoff_max_seconds=0.1)
+    source = SseSource(server.url, None, options, stop, clock=lambda: at + timedelta(hours=1))
     got = list(islice(source, 7))
     stop.set()
     ids = [json.loads(raw.data)["meta"]["id"] for raw in got]
     assert ids[0] == json.loads(frames[2].data)["meta"]["id"], "history starts at `since`"
     first, second = server.behaviour.connections[:2]
-    assert first["since"] == since and first["last_event_id"] is None
+    assert first["since"] == since_for(1, at + timedelta(hours=1))
+    assert first["last_event_id"] is None
     assert second["since"] is None and second["last_event_id"], "then Last-Event-ID alone"
+
+
+def test_each_connect_attempt_asks_since_from_its_own_now(sse_server_factory):
+    """Issue 21: `since` was fixed at the first start, so a stream reachable only hours later
+    would backfill all those hours too. Each attempt without an id counts BACKFILL_HOURS back
+    from its own time (the clock is the test's: three attempts, three hours apart)."""
+    server = sse_server_factory([recorded_sse()])
+    server.behaviour.reject_next = 2
+    server.behaviour.reject_status = 503
+    server.behaviour.retry_after = "0"
+    server.behaviour.live_from = len(server.frames)  # nothing to deliver: only `since` counts
+    start = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
+    attempts = iter(start + timedelta(hours=3 * n) for n in range(100))
+    stop = threading.Event()
+    options = source_options(backfill_hours=2, reconnect_backoff_max_seconds=0.05)
+    source = SseSource(server.url, None, options, stop, clock=lambda: next(attempts))
+    reader = threading.Thread(target=lambda: list(source), daemon=True)
+    reader.start()
+    wait_until(lambda: len(server.behaviour.connections) >= 3, 30)
+    stop.set()
+    reader.join(10)
+    asked = [c["since"] for c in server.behaviour.connections[:3]]
+    # The first clock reading is the source's start (what /health shows until it connects).
+    assert asked == [since_for(2, start + timedelta(hours=3 * n)) for n in (1, 2, 3)]
+    assert asked[-1] == "2026-12-01T07:00:00Z", "9 h after the start, still only 2 h back"
 
 
 def test_progress_estimates_the_time_left_and_reports_done_once():
