@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 
+from wikistreams.producer.logs import configure_logging
 from tests.standins import TEST_CONTACT, recentchange_dir
 from tests.standins.sse_server import SseStandIn, load_frames
 from tests.standins.wikidata_api import WikidataStandIn
@@ -105,3 +110,21 @@ def sse_server_factory():
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def logged():
+    """The producer's JSON log lines with a given `msg`, read from a buffer of this test's own;
+    the logging set-up from before is restored afterwards."""
+    handlers, level, config = logging.root.handlers[:], logging.root.level, structlog.get_config()
+    buffer = io.StringIO()
+    configure_logging("INFO", stream=buffer)
+
+    def lines(msg: str) -> list[dict]:
+        out = [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+        return [line for line in out if line["msg"] == msg]
+
+    yield lines
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+    structlog.configure(**config)

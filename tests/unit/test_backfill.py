@@ -1,14 +1,23 @@
 """Backfill: the `since` a first start asks for, the stand-in's answer to it, and the progress."""
 
 import json
+import subprocess
 import threading
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 
-from wikistreams.producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp, since_for
+from wikistreams.producer.backfill import (
+    CAUGHT_UP_LAG_SECONDS,
+    OFFLINE_COMMAND,
+    CatchUp,
+    since_for,
+)
 from wikistreams.producer.source import SseSource
 from tests.conftest import source_options, wait_until
 from tests.standins.sse_server import recorded_sse, since_ms
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_since_is_an_hour_before_now_in_utc_and_off_at_zero():
@@ -78,3 +87,18 @@ def test_progress_estimates_the_time_left_and_reports_done_once():
     }
     assert catch_up.observe(5.0, 10) == {"backfill": "done"}
     assert CatchUp(None).observe(3600.0, 10) == {"backfill": "off"}
+
+
+def test_make_up_prints_the_readmes_offline_command_and_waits_for_the_first_event():
+    """The command `make up` suggests without internet is the README's, word for word; and
+    `make up` runs the first-event wait (a dry run: nothing starts)."""
+    readme = (ROOT / "README.md").read_text()
+    assert OFFLINE_COMMAND in readme
+    dry = subprocess.run(
+        ["make", "-n", "up", "SERVICES=producer", "FIRST_EVENT_WAIT=7"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "-m wikistreams.producer.backfill --first-event-seconds 7" in dry

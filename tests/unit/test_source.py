@@ -1,42 +1,33 @@
 import hashlib
-import io
+import inspect
 import json
-import logging
 import socket
 import threading
 import time
 from datetime import datetime
+from dataclasses import astuple
 from itertools import islice
 
 import pytest
-import structlog
 
-from wikistreams.producer.logs import configure_logging
-from wikistreams.producer.source import FileSource, StreamRejected, file_offset, open_source
+from wikistreams.producer.config import Settings
+from wikistreams.producer.main import build_source
+from wikistreams.producer.source import (
+    EventStreamSource,
+    FileSource,
+    SourceOptions,
+    SseSource,
+    StreamRejected,
+    file_offset,
+    open_source,
+)
+from tests.standins import TEST_CONTACT
 from tests.conftest import USER_AGENT, recorded_files, source_options
 from tests.standins.sse_server import TOPIC, SseStandIn, filler, live_id, load_frames, recorded_sse
 
 
 def _file(name):
     return next(p for p in recorded_files() if p.name.startswith(name))
-
-
-@pytest.fixture
-def logged():
-    """The producer's JSON log lines with a given `msg`, read from a buffer of this test's own;
-    the logging set-up from before is restored afterwards."""
-    handlers, level, config = logging.root.handlers[:], logging.root.level, structlog.get_config()
-    buffer = io.StringIO()
-    configure_logging("INFO", stream=buffer)
-
-    def lines(msg: str) -> list[dict]:
-        out = [json.loads(line) for line in buffer.getvalue().splitlines() if line]
-        return [line for line in out if line["msg"] == msg]
-
-    yield lines
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
-    structlog.configure(**config)
 
 
 def test_file_replay_of_jsonl_and_sse():
@@ -338,3 +329,30 @@ def test_file_replay_stubs_oversize_frames(tmp_path):
     sse.write_bytes(b"data: " + line + b"\n\ndata: after\n\n")
     big, after = FileSource(sse, "fast", None, threading.Event(), max_frame_bytes=4096)
     assert big.sha256 == hashlib.sha256(line).hexdigest() and after.data == b"after"
+
+
+def test_source_settings_have_one_definition():
+    """Issue 21: the SSE timeouts were written three times (the settings, `open_source`,
+    `EventStreamSource`), so a default could drift. The sources now take every setting from
+    `SourceOptions.from_settings` and have no default of their own for any of them."""
+    settings = Settings(
+        _env_file=None,
+        user_agent_contact=TEST_CONTACT,
+        sse_connect_timeout_seconds=3,
+        sse_read_timeout_seconds=4,
+        reconnect_backoff_max_seconds=5,
+        sse_retry_after_max_seconds=6,
+        source_stall_seconds=7,
+        sse_max_frame_bytes=8192,
+        backfill_hours=9,
+        replay_speed="10",
+        replay_at_end="wait",
+    )
+    options = build_source(settings).options
+    assert options == SourceOptions.from_settings(settings)
+    assert astuple(options) == (settings.user_agent, 3, 4, 5, 6, 7, 8192, 9, "10", True)
+    taken = {"options", "connect_timeout", "read_timeout", "backoff_cap", "max_frame_bytes"}
+    for build in (open_source, SseSource, EventStreamSource):
+        params = inspect.signature(build).parameters
+        defaulted = {n for n, p in params.items() if p.default is not inspect.Parameter.empty}
+        assert not defaulted & (taken | {"backfill_hours", "since", "speed", "user_agent"})

@@ -19,7 +19,6 @@ from wikistreams.producer.stream_limits import MAX_RESUME_ID_CHARS, unsendable
 from tests.conftest import source_options, wait_until
 from tests.ops_support import free_port
 from tests.standins.sse_server import recorded_sse
-from tests.unit.test_source import logged  # noqa: F401 - the fixture
 
 
 def read_all(source, want: int = 9, seconds: float = 30.0) -> list:
@@ -44,7 +43,7 @@ def read_all(source, want: int = 9, seconds: float = 30.0) -> list:
     return events
 
 
-def test_a_retry_field_of_400_digits_is_capped_and_logged(sse_server_factory, logged):  # noqa: F811
+def test_a_retry_field_of_400_digits_is_capped_and_logged(sse_server_factory, logged):
     """It raised OverflowError (int / 1000 into a float) and ended the run; the restart met it
     again. Now the wait is capped by SSE_RETRY_AFTER_MAX_SECONDS and said once."""
     server = sse_server_factory([recorded_sse()])
@@ -63,9 +62,7 @@ def test_a_retry_field_of_400_digits_is_capped_and_logged(sse_server_factory, lo
     ["86400", "9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT"],
     ids=["a-day", "400-digits", "http-date-9999"],
 )
-def test_a_huge_retry_after_is_capped_and_logged(
-    sse_server_factory, logged, retry_after
-):  # noqa: F811
+def test_a_huge_retry_after_is_capped_and_logged(sse_server_factory, logged, retry_after):
     """86,400 slept a day; 400 digits overflowed `Event.wait`. Capped like the Wikidata
     client's, by its own setting."""
     server = sse_server_factory([recorded_sse()])
@@ -89,7 +86,7 @@ BAD_IDS = {
 
 
 @pytest.mark.parametrize("bad", BAD_IDS.values(), ids=BAD_IDS.keys())
-def test_an_unsendable_id_is_never_sent_back(sse_server_factory, logged, bad):  # noqa: F811
+def test_an_unsendable_id_is_never_sent_back(sse_server_factory, logged, bad):
     """Frame 3's id cannot be a header value and the connection ends right after it: the
     reconnect sends frame 2's id (the last good one) instead of failing for ever before a
     request leaves, and frame 3 is delivered without a resume point of its own."""
@@ -113,7 +110,7 @@ def test_which_ids_can_be_sent_back():
         assert unsendable(bad), repr(bad)
 
 
-def test_a_stored_unsendable_position_is_not_sent(sse_server_factory, logged):  # noqa: F811
+def test_a_stored_unsendable_position_is_not_sent(sse_server_factory, logged):
     server = sse_server_factory([recorded_sse()])
     options = source_options(reconnect_backoff_max_seconds=0.05)
     read_all(open_source(server.url, " [1]", threading.Event(), options))
