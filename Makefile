@@ -46,7 +46,7 @@ up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first 
 	$(NATIVE) up $(UP_SERVICES)
 	@# "Ready" is not "receiving": wait FIRST_EVENT_WAIT s for the producer's first event, else
 	@# one line with the cause (DNS, TLS, HTTP status, from /health or its log) and the offline command.
-	$(if $(filter producer,$(SERVICES)),@$(VPY) -m wikistreams.producer.backfill --first-event-seconds $(FIRST_EVENT_WAIT))
+	$(if $(filter producer,$(SERVICES)),@$(VPY) -m wikistreams.producer.backfill --first-event-seconds $(FIRST_EVENT_WAIT) $(if $(filter 2,$(PRODUCERS)),--health-url http://127.0.0.1:8095/health --health-url http://127.0.0.1:8096/health))
 	@# A first start backfills BACKFILL_HOURS of history: one line, printed when it is over.
 	$(if $(filter producer,$(SERVICES)),@$(VPY) -m wikistreams.producer.backfill --timeout 1800 &)
 

@@ -12,9 +12,12 @@ from wikistreams.producer.backfill import (
     OFFLINE_COMMAND,
     CatchUp,
     since_for,
+    wait_for_first_event,
 )
+from wikistreams.healthcheck import serve_json_health
 from wikistreams.producer.source import SseSource
 from tests.conftest import source_options, wait_until
+from tests.ops_support import free_port
 from tests.standins.sse_server import recorded_sse, since_ms
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,3 +105,33 @@ def test_make_up_prints_the_readmes_offline_command_and_waits_for_the_first_even
         check=True,
     ).stdout
     assert "-m wikistreams.producer.backfill --first-event-seconds 7" in dry
+
+
+def test_the_first_event_line_reads_the_active_copy_or_else_the_log(tmp_path):
+    """With a standby, the copy that reads the stream is the one to ask; with no /health at
+    all (the producer exited, e.g. on a 403), the producer's log names the cause."""
+    active: dict = {"role": "active", "source_url": "https://stream.invalid/rc"}
+    active |= {"source_frames": 0, "source_error": "DNS: the host name does not resolve"}
+    servers = [
+        serve_json_health(lambda: (True, {"role": "standby"}), "127.0.0.1", 0),
+        serve_json_health(lambda: (True, dict(active)), "127.0.0.1", 0),
+    ]
+    urls = [f"http://127.0.0.1:{s.server_address[1]}/health" for s in servers]
+    log = tmp_path / "producer.log"
+    try:
+        line = wait_for_first_event(urls, 0, log, poll=0)
+        assert line.startswith("no event from https://stream.invalid/rc within 0 s: DNS: the")
+        assert line.endswith(OFFLINE_COMMAND)
+        active["source_frames"] = 1
+        assert wait_for_first_event(urls, 0, log) == (
+            "events are arriving from https://stream.invalid/rc"
+        )
+    finally:
+        for server in servers:
+            server.shutdown()
+    gone = f"http://127.0.0.1:{free_port()}/health"
+    failed = {"msg": "source_failed", "error": "403 from x: check USER_AGENT_CONTACT"}
+    log.write_text("not json\n" + json.dumps(failed) + "\n" + json.dumps({"msg": "stats"}) + "\n")
+    assert "within 0 s: 403 from x: check USER_AGENT_CONTACT (more in" in wait_for_first_event(
+        [gone], 0, log
+    )

@@ -123,17 +123,20 @@ OFFLINE_COMMAND = (
 LOG_TAIL_BYTES = 65536  # of the producer's log, read for its last connection error
 
 
-def wait_for_first_event(health_url: str, timeout: float, log: Path, poll: float = 1.0) -> str:
+def wait_for_first_event(
+    health_urls: list[str], timeout: float, log: Path, poll: float = 1.0
+) -> str:
     """Poll /health until the producer's source has delivered a frame; one line either way.
 
     Without one within `timeout` the line names the cause, as /health gives it (DNS, TLS, an
     HTTP status, ...) or else as the producer's log last said it, and the offline command:
     without internet the live stream never delivers, and an empty dashboard does not say why.
+    With a standby (`PRODUCERS=2`) the copy that reads the stream is whichever holds the lease.
     """
     deadline = time.monotonic() + timeout
-    health: dict[str, Any] = {}
     while True:
-        health = read_health(health_url)
+        answers = [read_health(url) for url in health_urls]
+        health = next((h for h in answers if "source_url" in h), answers[0])
         url = health.get("source_url") or "the stream"
         if health.get("source_frames") or health.get("source_state") == "finished":
             return f"events are arriving from {url}"
@@ -142,7 +145,7 @@ def wait_for_first_event(health_url: str, timeout: float, log: Path, poll: float
         time.sleep(poll)
     cause = health.get("source_error") or last_source_error(log)
     if not cause:
-        cause = "no error reported yet" if health else f"{health_url} does not answer"
+        cause = "no error reported yet" if health else f"{health_urls[0]} does not answer"
     return (
         f"no event from {url} within {timeout:g} s: {cause} (more in {log}). "
         f"Without internet, replay the sample: {OFFLINE_COMMAND}"
@@ -172,7 +175,12 @@ def main(argv: list[str] | None = None) -> None:
         description="Wait for the producer's backfill, or with --first-event-seconds for its "
         "first event, then say so in one line."
     )
-    parser.add_argument("--health-url", default="http://127.0.0.1:8095/health")
+    parser.add_argument(
+        "--health-url",
+        action="append",
+        help="the producer's /health (default http://127.0.0.1:8095/health); given twice "
+        "with a standby, --first-event-seconds reads the active copy",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument(
         "--first-event-seconds",
@@ -182,11 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--log", type=Path, default=Path("var/log/producer.log"))
     args = parser.parse_args(argv)
+    urls = args.health_url or ["http://127.0.0.1:8095/health"]
     if args.first_event_seconds is not None:
-        line = wait_for_first_event(args.health_url, args.first_event_seconds, args.log)
+        line = wait_for_first_event(urls, args.first_event_seconds, args.log)
         print(f"[producer] {line}", flush=True)
         return
-    print(f"[backfill] {wait_for_backfill(args.health_url, args.timeout)}", flush=True)
+    print(f"[backfill] {wait_for_backfill(urls[0], args.timeout)}", flush=True)
 
 
 if __name__ == "__main__":
