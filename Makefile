@@ -16,6 +16,8 @@ SERVICES ?= $(PIPELINE)
 # in ~6-10 s when it dies; /health on :8095 and :8096 shows each one's `role`).
 PRODUCERS ?= 1
 UP_SERVICES := $(SERVICES) $(if $(and $(filter 2,$(PRODUCERS)),$(filter producer,$(SERVICES))),producer-standby)
+# How long `make up` waits for the producer's first event before saying why none came.
+FIRST_EVENT_WAIT ?= 30
 # Producer settings given on the command line (make up SSE_URL=file://...) reach the services.
 PASS_THROUGH := SSE_URL USER_AGENT_CONTACT REPLAY_SPEED REPLAY_AT_END WIKIDATA_API_URL DRUID_RETENTION_PERIOD
 $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval export $(v))))
@@ -42,6 +44,9 @@ up: $(VPY) ## start the whole pipeline natively (downloads pinned jars on first 
 	$(if $(filter producer,$(SERVICES)),$(VPY) -m wikistreams.producer --check-config)
 	@bash tools/exposure-check.sh --native
 	$(NATIVE) up $(UP_SERVICES)
+	@# "Ready" is not "receiving": wait FIRST_EVENT_WAIT s for the producer's first event, else
+	@# one line with the cause (DNS, TLS, HTTP status, from /health or its log) and the offline command.
+	$(if $(filter producer,$(SERVICES)),@$(VPY) -m wikistreams.producer.backfill --first-event-seconds $(FIRST_EVENT_WAIT) $(if $(filter 2,$(PRODUCERS)),--health-url http://127.0.0.1:8095/health --health-url http://127.0.0.1:8096/health))
 	@# A first start backfills BACKFILL_HOURS of history: one line, printed when it is over.
 	$(if $(filter producer,$(SERVICES)),@$(VPY) -m wikistreams.producer.backfill --timeout 1800 &)
 

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 
+from wikistreams.producer.logs import configure_logging
 from tests.standins import TEST_CONTACT, recentchange_dir
 from tests.standins.sse_server import SseStandIn, load_frames
 from tests.standins.wikidata_api import WikidataStandIn
 
+if TYPE_CHECKING:
+    from wikistreams.producer.source import SourceOptions
+
 USER_AGENT = f"WikiStreams/0.1.0 ({TEST_CONTACT}) python-requests/2"
+
+
+def source_options(user_agent: str = USER_AGENT, **settings: Any) -> SourceOptions:
+    """The sources' options as the producer builds them, from `Settings` (its defaults: there is
+    no second copy) with this test's settings (lower-case names) and User-Agent."""
+    from wikistreams.producer.config import Settings
+    from wikistreams.producer.source import SourceOptions
+
+    # The stand-in's recordings are years old: a `since` of an hour ago would skip them all, so
+    # tests replay them as the live edge unless they ask for a backfill.
+    settings.setdefault("backfill_hours", 0)
+    built = Settings(_env_file=None, user_agent_contact=TEST_CONTACT, **settings)
+    return replace(SourceOptions.from_settings(built), user_agent=user_agent)
 
 
 def wait_until(predicate, seconds: float = 60.0, interval: float = 0.1):
@@ -87,3 +110,21 @@ def sse_server_factory():
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def logged():
+    """The producer's JSON log lines with a given `msg`, read from a buffer of this test's own;
+    the logging set-up from before is restored afterwards."""
+    handlers, level, config = logging.root.handlers[:], logging.root.level, structlog.get_config()
+    buffer = io.StringIO()
+    configure_logging("INFO", stream=buffer)
+
+    def lines(msg: str) -> list[dict]:
+        out = [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+        return [line for line in out if line["msg"] == msg]
+
+    yield lines
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+    structlog.configure(**config)

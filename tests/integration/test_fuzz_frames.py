@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from wikistreams.producer.pipeline import Pipeline
 from wikistreams.producer.sink import KafkaSink, ensure_topics, producer_config
 from wikistreams.producer.source import EventStreamSource, FileSource
-from tests.conftest import USER_AGENT, recorded_events, recorded_files
+from tests.conftest import recorded_events, recorded_files, source_options
 from tests.fakes import FrameSource, pipeline_settings
 from tests.integration.conftest import KAFKA, delete_topics
 
@@ -148,7 +148,7 @@ def test_a_long_replay_accounts_for_every_frame(tmp_path, fuzz_topic):
     stop = threading.Event()
     sink = KafkaSink(producer_config(KAFKA, "zstd", 5), fuzz_topic, f"{fuzz_topic}.dlq")
     pipeline = Pipeline(sink, queue_size=300, **pipeline_settings(dedupe_window=0))
-    source = EventStreamSource(stream.as_uri(), USER_AGENT)
+    source = EventStreamSource(stream.as_uri(), source_options())
     assert pipeline.run(source, stop) == 0
     assert source.state == "finished"
     totals = pipeline.stats.totals

@@ -7,11 +7,11 @@ replays a few events exactly as the real service does. Recorded `.sse` frames ke
 
 Responses stream with chunked transfer encoding (HTTP/1.1). For tests it can also cut
 connections after N events (the live service cuts every ~15 min), require a policy-compliant
-User-Agent (403 otherwise), answer 429/503 a number of times, inject malformed frames at chosen
-positions, send huge frames (one long line, or very many short `data:` lines) without holding
-them in memory, and fail connections in scripted ways (`Behaviour.faults`): cut one in the
-middle of a chunk, send a malformed chunk, stall until the client's read timeout gives up, or
-answer 200 and close with no event.
+User-Agent (403 otherwise), answer 429/503 a number of times (with any `Retry-After`), inject
+malformed frames or hostile ids at chosen positions, send huge frames (one long line, or very
+many short `data:` lines) without holding them in memory, and fail connections in scripted ways
+(`Behaviour.faults`): cut one in the middle of a chunk, send a malformed chunk, stall until the
+client's read timeout gives up, or answer 200 and close with no event.
 
 Run alone: `python -m tests.standins.sse_server --port 8098 FILE...`.
 """
@@ -164,6 +164,9 @@ class Behaviour:
     reject_status: int = 429
     retry_after: str = "1"
     inject: dict[int, bytes] = field(default_factory=dict)  # raw frame text before position i
+    # Hostile ids: frame i is sent with this raw `id:` value instead of its own (bytes, so that
+    # invalid UTF-8, control characters and leading spaces can be sent).
+    ids: dict[int, bytes] = field(default_factory=dict)
     frame_delay: float = 0.0
     hold_open: bool = True  # after the last frame, keep the connection open (like live)
     # Huge frames sent before position i: {i: ("line", bytes) or ("lines", count)}, see big_frame.
@@ -248,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
             frame = self.server.frames[index]
             text = b"event: %s\nid: %s\ndata: %s\n\n" % (
                 frame.event_type.encode(),
-                frame.sse_id.encode(),
+                b.ids.get(index, frame.sse_id.encode()),
                 frame.data,
             )
             if fault and sent >= fault_after:

@@ -1,42 +1,33 @@
 import hashlib
-import io
+import inspect
 import json
-import logging
 import socket
 import threading
 import time
 from datetime import datetime
+from dataclasses import astuple
 from itertools import islice
 
 import pytest
-import structlog
 
-from wikistreams.producer.logs import configure_logging
-from wikistreams.producer.source import FileSource, StreamRejected, file_offset, open_source
-from tests.conftest import USER_AGENT, recorded_files
+from wikistreams.producer.config import Settings
+from wikistreams.producer.main import build_source
+from wikistreams.producer.source import (
+    EventStreamSource,
+    FileSource,
+    SourceOptions,
+    SseSource,
+    StreamRejected,
+    file_offset,
+    open_source,
+)
+from tests.standins import TEST_CONTACT
+from tests.conftest import USER_AGENT, recorded_files, source_options
 from tests.standins.sse_server import TOPIC, SseStandIn, filler, live_id, load_frames, recorded_sse
 
 
 def _file(name):
     return next(p for p in recorded_files() if p.name.startswith(name))
-
-
-@pytest.fixture
-def logged():
-    """The producer's JSON log lines with a given `msg`, read from a buffer of this test's own;
-    the logging set-up from before is restored afterwards."""
-    handlers, level, config = logging.root.handlers[:], logging.root.level, structlog.get_config()
-    buffer = io.StringIO()
-    configure_logging("INFO", stream=buffer)
-
-    def lines(msg: str) -> list[dict]:
-        out = [json.loads(line) for line in buffer.getvalue().splitlines() if line]
-        return [line for line in out if line["msg"] == msg]
-
-    yield lines
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
-    structlog.configure(**config)
 
 
 def test_file_replay_of_jsonl_and_sse():
@@ -74,20 +65,24 @@ def test_a_checkpoint_of_another_source_does_not_apply(sse_server_factory):
     other = list(FileSource(recorded_sse(), "fast", first[-1].sse_id, stop))
     assert len(other) == 9
     server = sse_server_factory([recorded_sse()])
-    live = open_source(server.url, USER_AGENT, first[-1].sse_id, stop)
+    live = open_source(server.url, first[-1].sse_id, stop, source_options())
     assert len(list(islice(live, 9))) == 9
     assert server.behaviour.connections[0]["last_event_id"] is None
 
 
 def test_missing_file_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="SSE_URL"):
-        open_source("file:///nonexistent/rc.jsonl", USER_AGENT, None, threading.Event())
+        open_source("file:///nonexistent/rc.jsonl", None, threading.Event(), source_options())
 
 
 def test_sse_reconnects_with_last_event_id(sse_server_factory):
     server = sse_server_factory([recorded_sse()])
     server.behaviour.cut_after = 4
-    source = iter(open_source(server.url, USER_AGENT, None, threading.Event(), backoff_cap=0.1))
+    source = iter(
+        open_source(
+            server.url, None, threading.Event(), source_options(reconnect_backoff_max_seconds=0.1)
+        )
+    )
     events, ids = [], set()
     while len(ids) < 9 and len(events) < 40:
         events.append(next(source))
@@ -105,14 +100,18 @@ def test_sse_backs_off_on_429_and_recovers(sse_server_factory):
     server = sse_server_factory([recorded_sse()])
     server.behaviour.reject_next = 2
     server.behaviour.retry_after = "0"
-    source = open_source(server.url, USER_AGENT, None, threading.Event(), backoff_cap=0.05)
+    source = open_source(
+        server.url, None, threading.Event(), source_options(reconnect_backoff_max_seconds=0.05)
+    )
     assert len(list(islice(source, 9))) == 9
     assert len(server.behaviour.connections) == 3
 
 
 def test_sse_without_policy_user_agent_is_rejected(sse_server_factory):
     server = sse_server_factory([recorded_sse()])
-    source = open_source(server.url, "python-requests/2.32", None, threading.Event())
+    source = open_source(
+        server.url, None, threading.Event(), source_options("python-requests/2.32")
+    )
     with pytest.raises(StreamRejected, match="USER_AGENT_CONTACT"):
         next(iter(source))
 
@@ -126,7 +125,7 @@ def test_malformed_frames_reach_the_consumer(sse_server_factory):
         6: b"this line is not sse at all\n\n",
         8: b'event: message\ndata: {"meta": "\xff\xfe broken utf-8"}\n\n',
     }
-    source = open_source(server.url, USER_AGENT, None, threading.Event())
+    source = open_source(server.url, None, threading.Event(), source_options())
     events = list(islice(source, 12))
     assert events[2].data == b'{"meta": {'
     assert events[6].event_type == "error"
@@ -162,7 +161,12 @@ def test_replay_paces_by_event_time():
 def test_unreachable_stream_retries_with_backoff_and_says_so(logged):
     """No internet: the source keeps retrying and logs each attempt with its delay."""
     stop = threading.Event()
-    source = open_source("http://127.0.0.1:9/v2/stream", USER_AGENT, None, stop, backoff_cap=0.05)
+    source = open_source(
+        "http://127.0.0.1:9/v2/stream",
+        None,
+        stop,
+        source_options(reconnect_backoff_max_seconds=0.05),
+    )
     reader = threading.Thread(target=lambda: list(source), daemon=True)
     reader.start()
     deadline = threading.Event()
@@ -202,7 +206,10 @@ def test_sse_survives_network_faults_and_resumes(sse_server_factory, logged, fau
     server = sse_server_factory([recorded_sse()])
     server.behaviour.faults = list(faults)
     source = open_source(
-        server.url, USER_AGENT, None, threading.Event(), read_timeout=1.0, backoff_cap=0.05
+        server.url,
+        None,
+        threading.Event(),
+        source_options(sse_read_timeout_seconds=1.0, reconnect_backoff_max_seconds=0.05),
     )
     events = _until_every_id(source)
     conns = server.behaviour.connections
@@ -234,7 +241,9 @@ def test_sse_survives_connection_refused_and_resumes(logged):
     starter.start()
     try:
         url = f"http://127.0.0.1:{port}/v2/stream/recentchange"
-        source = open_source(url, USER_AGENT, resume_from, threading.Event(), backoff_cap=0.05)
+        source = open_source(
+            url, resume_from, threading.Event(), source_options(reconnect_backoff_max_seconds=0.05)
+        )
         first = next(iter(source))
     finally:
         starter.join()
@@ -255,7 +264,7 @@ def test_empty_200_closes_back_off(sse_server_factory):
     server = sse_server_factory([recorded_sse()])
     server.behaviour.faults = [("empty", 0)] * 10_000
     stop = threading.Event()
-    source = open_source(server.url, USER_AGENT, None, stop, backoff_cap=0.2)
+    source = open_source(server.url, None, stop, source_options(reconnect_backoff_max_seconds=0.2))
     got: list = []
     reader = threading.Thread(target=lambda: got.extend(source), daemon=True)
     started = time.monotonic()
@@ -277,7 +286,7 @@ def test_oversize_frames_arrive_as_stubs_and_the_stream_goes_on(sse_server_facto
         4: ("lines", 640_000),
         6: ("line", 50_000_000),
     }
-    source = open_source(server.url, USER_AGENT, None, threading.Event())
+    source = open_source(server.url, None, threading.Event(), source_options())
     events = list(islice(source, 12))
     stubs = [e for e in events if e.oversize_bytes is not None]
     assert [events.index(s) for s in stubs] == [2, 5, 8]
@@ -301,7 +310,9 @@ def test_oversize_frames_arrive_as_stubs_and_the_stream_goes_on(sse_server_facto
 def test_a_big_frame_under_the_limit_is_kept(sse_server_factory):
     server = sse_server_factory([recorded_sse()])
     server.behaviour.big_frames = {0: ("lines", 640_000)}
-    source = open_source(server.url, USER_AGENT, None, threading.Event(), max_frame_bytes=6_000_000)
+    source = open_source(
+        server.url, None, threading.Event(), source_options(sse_max_frame_bytes=6_000_000)
+    )
     big = next(iter(source))
     assert big.oversize_bytes is None and big.data == b"\n".join([b"x"] * 640_000)
 
@@ -318,3 +329,30 @@ def test_file_replay_stubs_oversize_frames(tmp_path):
     sse.write_bytes(b"data: " + line + b"\n\ndata: after\n\n")
     big, after = FileSource(sse, "fast", None, threading.Event(), max_frame_bytes=4096)
     assert big.sha256 == hashlib.sha256(line).hexdigest() and after.data == b"after"
+
+
+def test_source_settings_have_one_definition():
+    """Issue 21: the SSE timeouts were written three times (the settings, `open_source`,
+    `EventStreamSource`), so a default could drift. The sources now take every setting from
+    `SourceOptions.from_settings` and have no default of their own for any of them."""
+    settings = Settings(
+        _env_file=None,
+        user_agent_contact=TEST_CONTACT,
+        sse_connect_timeout_seconds=3,
+        sse_read_timeout_seconds=4,
+        reconnect_backoff_max_seconds=5,
+        sse_retry_after_max_seconds=6,
+        source_stall_seconds=7,
+        sse_max_frame_bytes=8192,
+        backfill_hours=9,
+        replay_speed="10",
+        replay_at_end="wait",
+    )
+    options = build_source(settings).options
+    assert options == SourceOptions.from_settings(settings)
+    assert astuple(options) == (settings.user_agent, 3, 4, 5, 6, 7, 8192, 9, "10", True)
+    taken = {"options", "connect_timeout", "read_timeout", "backoff_cap", "max_frame_bytes"}
+    for build in (open_source, SseSource, EventStreamSource):
+        params = inspect.signature(build).parameters
+        defaulted = {n for n, p in params.items() if p.default is not inspect.Parameter.empty}
+        assert not defaulted & (taken | {"backfill_hours", "since", "speed", "user_agent"})

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wikistreams.producer.contact import check_contact
+from wikistreams.producer.sse import DEFAULT_MAX_FRAME_BYTES
 
 PRODUCER_NAME = "WikiStreams"
 PRODUCER_VERSION = "0.1.0"
@@ -123,8 +124,23 @@ class Settings(KafkaSettings):
     sse_read_timeout_seconds: float = Field(
         60.0, gt=0, description="SSE read timeout; the stream sends a comment at least every 15 s"
     )
+    sse_retry_after_max_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wait the stream's server can ask for (a Retry-After on 429/503, "
+        "the SSE `retry:` field); a longer or unreadable one waits this long, logged "
+        "(sse_retry_after_capped, sse_retry_capped). The Wikidata client has its own cap",
+    )
+    source_stall_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/health turns `degraded` when the live stream has delivered neither a "
+        "frame nor a keep-alive comment for this long (EventStreams sends one every ~15 s), "
+        "with `source_cause` (dns, tls, http_status, refused, timeout, connection, stalled) "
+        "and the error in `degraded_reason`",
+    )
     sse_max_frame_bytes: int = Field(
-        1_000_000,
+        DEFAULT_MAX_FRAME_BYTES,
         ge=4096,
         description="Largest SSE frame kept; a bigger one is dead-lettered as a stub "
         "(FrameTooLarge: size, sha256, first 1 KiB) without being buffered. Real recentchange "

@@ -39,7 +39,7 @@ from wikistreams.producer.sink import (
     producer_config,
     wait_for_kafka,
 )
-from wikistreams.producer.source import EventStreamSource
+from wikistreams.producer.source import EventStreamSource, SourceOptions
 from wikistreams.producer.wikidata import WikidataClient
 
 log = structlog.get_logger("producer.main")
@@ -137,17 +137,7 @@ def build_pipeline(
 
 def build_source(settings: Settings) -> EventStreamSource:
     """EventStreams (or the recording SSE_URL names), opened by the pipeline at its position."""
-    return EventStreamSource(
-        settings.sse_url,
-        settings.user_agent,
-        backfill_hours=settings.backfill_hours,
-        speed=settings.replay_speed,
-        connect_timeout=settings.sse_connect_timeout_seconds,
-        read_timeout=settings.sse_read_timeout_seconds,
-        backoff_cap=settings.reconnect_backoff_max_seconds,
-        wait_at_end=settings.replay_at_end == "wait",
-        max_frame_bytes=settings.sse_max_frame_bytes,
-    )
+    return EventStreamSource(settings.sse_url, SourceOptions.from_settings(settings))
 
 
 def run_active(
@@ -185,7 +175,12 @@ def _stream_from_position(
 ) -> Outcome:
     heartbeat.beat(role="active", lease=lease.state)
     pipeline = build_pipeline(settings, build_sink(settings, identity), heartbeat, lease)
-    return pipeline.run(build_source(settings), run_stop)
+    source = build_source(settings)
+    heartbeat.checks["source"] = source.health  # a standby reads no stream: nothing to check
+    try:
+        return pipeline.run(source, run_stop)
+    finally:
+        heartbeat.checks.pop("source", None)
 
 
 def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> int:

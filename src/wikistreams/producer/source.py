@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,8 @@ import structlog
 import urllib3
 
 from wikistreams.producer.backfill import since_for
+from wikistreams.producer.liveness import Liveness
+from wikistreams.producer.logs import LogFields
 from wikistreams.producer.sse import (
     DEFAULT_MAX_FRAME_BYTES,
     PREFIX_BYTES,
@@ -34,8 +36,14 @@ from wikistreams.producer.sse import (
     SseParser,
     parse,
 )
+from wikistreams.producer.stream_limits import (
+    capped_wait,
+    retry_after_seconds,
+    unsendable,
+)
 
 if TYPE_CHECKING:
+    from wikistreams.producer.config import Settings
     from wikistreams.producer.position import Position
 
 log = structlog.get_logger("producer.source")
@@ -80,8 +88,40 @@ def _raw_event(event: SseEvent, sse_id: str | None) -> RawEvent:
     return RawEvent(event.data, sse_id, event.event)
 
 
-class StreamRejected(RuntimeError):
+class StreamRejected(requests.HTTPError):
     """The server refused us in a way that retrying will not fix (e.g. 403 on User-Agent)."""
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What the sources take from the settings, read in one place (`from_settings`): no value
+    here has a second default that could drift from the setting's."""
+
+    user_agent: str
+    connect_timeout: float
+    read_timeout: float
+    backoff_cap: float
+    server_wait_cap: float  # SSE_RETRY_AFTER_MAX_SECONDS: Retry-After and `retry:` alike
+    stall_seconds: float
+    max_frame_bytes: int
+    backfill_hours: float
+    speed: str
+    wait_at_end: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SourceOptions:
+        return cls(
+            user_agent=settings.user_agent,
+            connect_timeout=settings.sse_connect_timeout_seconds,
+            read_timeout=settings.sse_read_timeout_seconds,
+            backoff_cap=settings.reconnect_backoff_max_seconds,
+            server_wait_cap=settings.sse_retry_after_max_seconds,
+            stall_seconds=settings.source_stall_seconds,
+            max_frame_bytes=settings.sse_max_frame_bytes,
+            backfill_hours=settings.backfill_hours,
+            speed=settings.replay_speed,
+            wait_at_end=settings.replay_at_end == "wait",
+        )
 
 
 def reconnect_delay(attempt: int, cap: float, base: float = 1.0) -> float:
@@ -102,37 +142,57 @@ class SseSource:
     and any connection that delivered no event (e.g. a 200 that closes at once), backs off
     exponentially: reconnecting in a tight loop would hammer Wikimedia. Each (re)connect sends the
     id of the last frame read as `Last-Event-ID`, starting from the committed position after a
-    restart. `since` (a backfill, see `producer.backfill`) is sent only while there is no id yet:
-    the service lets `Last-Event-ID` win anyway.
+    restart; an id that cannot be sent back is never made the resume point (`stream_limits`).
+    While there is no id yet, each attempt asks for the last `backfill_hours` (`since`) counted
+    from that attempt, so a stream reachable only hours later still backfills that much only.
+    What the server asks us to wait is capped (`server_wait_cap`), and `liveness` says whether
+    frames or keep-alives still arrive, and why not.
     """
 
     def __init__(
         self,
         url: str,
-        user_agent: str,
         last_event_id: str | None,
-        connect_timeout: float,
-        read_timeout: float,
-        backoff_cap: float,
+        options: SourceOptions,
         stop: threading.Event,
         session: requests.Session | None = None,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         backoff_base: float = 1.0,
-        since: str | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.url = url
-        self.last_event_id = last_event_id
-        self.since = since
-        self._timeouts = (connect_timeout, read_timeout)
-        self._backoff_cap = backoff_cap
+        self.last_event_id: str | None = None
+        self._options = options
+        self._clock = clock
+        self.since = since_for(options.backfill_hours, clock() if clock else None)
         self._backoff_base = backoff_base
-        self._max_frame_bytes = max_frame_bytes
-        self._retry_seconds = 0.0  # after a clean end; the server may ask for more (`retry:`)
+        self._retry_ms: int | None = None  # the server's `retry:` (an int of any size), if any
         self._stop = stop
         self._session = session or requests.Session()
-        self._session.headers.update({"User-Agent": user_agent, "Accept": "text/event-stream"})
+        self._session.headers.update(
+            {"User-Agent": options.user_agent, "Accept": "text/event-stream"}
+        )
         self.reconnects = 0
         self.state = "connecting"  # connecting | connected | retrying (shown by /health, stats)
+        self.liveness = Liveness(options.stall_seconds)
+        self._refused_id: str | None = None  # the last id found unsendable (logged once)
+        self._resume_from(last_event_id)
+
+    def _resume_from(self, event_id: str | None) -> None:
+        """Make `event_id` the resume point if it can be sent back; else keep the last one."""
+        if not event_id or event_id == self.last_event_id:
+            return
+        reason = unsendable(event_id)
+        if reason is None:
+            self.last_event_id = event_id
+            return
+        if event_id != self._refused_id:  # once per id, not once per frame
+            self._refused_id = event_id
+            log.warning(
+                "sse_id_unusable",
+                reason=reason,
+                event_id=event_id[:200],
+                kept_last_event_id=self.last_event_id,
+            )
 
     def __iter__(self) -> Iterator[RawEvent]:
         attempt = 0
@@ -143,7 +203,8 @@ class SseSource:
                 for raw in self._read_once():
                     delivered += 1
                     yield raw
-            except StreamRejected:
+            except StreamRejected as exc:
+                self.liveness.failed(exc)
                 raise
             except STREAM_ERRORS as exc:
                 error = exc
@@ -152,7 +213,7 @@ class SseSource:
             if delivered:
                 attempt = 0
             if error is None and delivered:  # the routine end of a connection (~15 min)
-                delay = min(self._retry_seconds, self._backoff_cap)
+                delay = self._server_retry()
                 log.info(
                     "sse_ended",
                     url=self.url,
@@ -162,60 +223,107 @@ class SseSource:
                 )
             else:
                 self.state = "retrying"
-                delay = reconnect_delay(attempt, self._backoff_cap, self._backoff_base)
-                delay = max(delay, getattr(error, "retry_after", None) or 0.0)
+                self.liveness.failed(error)
+                delay = reconnect_delay(attempt, self._options.backoff_cap, self._backoff_base)
+                delay = max(delay, self._retry_after(error))
                 attempt += 1
                 log.warning(
                     "sse_disconnected",
                     error=f"{type(error).__name__}: {error}" if error else "ended with no event",
+                    cause=self.liveness.cause.value if self.liveness.cause else None,
                     events=delivered,
                     retry_in_seconds=round(delay, 2),
                 )
             self.reconnects += 1
             self._stop.wait(delay)
 
+    def _server_retry(self) -> float:
+        """The wait after a clean end: the server's `retry:` (capped), else none."""
+        if self._retry_ms is None:
+            return 0.0
+        return capped_wait(self._retry_ms, self._options.server_wait_cap)
+
+    def _retry_after(self, error: BaseException | None) -> float:
+        """The server's Retry-After on an error answer, capped; 0 without one."""
+        asked = getattr(error, "retry_after", None)
+        if asked is None:
+            return 0.0
+        cap = self._options.server_wait_cap
+        if asked > cap:
+            log.warning("sse_retry_after_capped", asked_seconds=asked, waits_seconds=cap)
+        return float(min(asked, cap))
+
+    def _note_retry(self, retry_ms: int) -> None:
+        """Keep the server's `retry:`; say so once when it is over the cap."""
+        if retry_ms == self._retry_ms:
+            return
+        self._retry_ms = retry_ms
+        cap = self._options.server_wait_cap
+        if retry_ms > cap * 1000:
+            digits = len(str(retry_ms))
+            asked = str(retry_ms) if digits <= 15 else f"{digits} digits"
+            log.warning("sse_retry_capped", asked_ms=asked, waits_seconds=cap)
+
     def _read_once(self) -> Iterator[RawEvent]:
         headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
-        params = {"since": self.since} if self.since and not self.last_event_id else None
+        params = None
+        if not self.last_event_id:
+            self.since = since_for(
+                self._options.backfill_hours, self._clock() if self._clock else None
+            )
+            params = {"since": self.since} if self.since else None
+        timeouts = (self._options.connect_timeout, self._options.read_timeout)
         with self._session.get(
-            self.url, headers=headers, params=params, stream=True, timeout=self._timeouts
+            self.url, headers=headers, params=params, stream=True, timeout=timeouts
         ) as resp:
             _raise_for_stream_status(resp)
             self.state = "connected"
+            self.liveness.opened()
             log.info(
                 "sse_connected",
                 url=self.url,
                 last_event_id=self.last_event_id,
                 since=params["since"] if params else None,
             )
-            parser = SseParser(self._max_frame_bytes)
-            # `read1` returns what has arrived instead of waiting to fill a buffer; decoded, in
-            # case the server compresses (requests leaves `resp.raw` undecoded).
-            while chunk := resp.raw.read1(READ_SIZE, decode_content=True):
-                for event in parser.feed(chunk):
-                    if self._stop.is_set():
-                        return
-                    if event.last_event_id:
-                        self.last_event_id = event.last_event_id
-                    yield _raw_event(event, event.id or None)
-                # A frame without data is not dispatched, but its id moves the resume position.
-                self.last_event_id = parser.last_event_id or self.last_event_id
-                if parser.retry_ms is not None:
-                    self._retry_seconds = parser.retry_ms / 1000
+            yield from self._frames(resp)
+
+    def _frames(self, resp: requests.Response) -> Iterator[RawEvent]:
+        parser = SseParser(self._options.max_frame_bytes)
+        comments = 0
+        # `read1` returns what has arrived instead of waiting to fill a buffer; decoded, in
+        # case the server compresses (requests leaves `resp.raw` undecoded).
+        while chunk := resp.raw.read1(READ_SIZE, decode_content=True):
+            events = parser.feed(chunk)
+            if events or parser.comments != comments:
+                comments = parser.comments
+                self.liveness.sign(len(events))
+            for event in events:
+                if self._stop.is_set():
+                    return
+                self._resume_from(event.last_event_id)
+                # The frame's own id is a resume point only if it became the one to send back.
+                own = event.id if event.id and event.id == self.last_event_id else None
+                yield _raw_event(event, own)
+            # A frame without data is not dispatched, but its id moves the resume position.
+            self._resume_from(parser.last_event_id)
+            if parser.retry_ms is not None:
+                self._note_retry(parser.retry_ms)
+
+
+ERROR_BODY_BYTES = 1024  # read of an error answer's body: a hostile one may never end
 
 
 def _raise_for_stream_status(resp: requests.Response) -> None:
     if resp.status_code == 200:
         return
-    body = resp.text[:300] if not resp.raw.closed else ""
+    head = b"" if resp.raw.closed else resp.raw.read(ERROR_BODY_BYTES, decode_content=True)
+    body = head.decode("utf-8", "replace")[:300]
     if resp.status_code == 403:
-        raise StreamRejected(
-            f"403 from {resp.url}: check USER_AGENT_CONTACT (Wikimedia's User-Agent policy): {body}"
-        )
+        policy = "check USER_AGENT_CONTACT (Wikimedia's User-Agent policy)"
+        raise StreamRejected(f"403 from {resp.url}: {policy}: {body}", response=resp)
     err = requests.HTTPError(f"HTTP {resp.status_code} from {resp.url}: {body}", response=resp)
-    retry_after = resp.headers.get("Retry-After")
-    if retry_after and retry_after.isdigit():
-        err.retry_after = float(retry_after)  # type: ignore[attr-defined]
+    asked = retry_after_seconds(resp.headers.get("Retry-After"))
+    err.retry_after = asked  # type: ignore[attr-defined]
     raise err
 
 
@@ -249,6 +357,7 @@ class FileSource:
         self._wait_at_end = wait_at_end
         self._max_frame_bytes = max_frame_bytes
         self.reconnects = 0
+        self.frames = 0  # replayed so far (/health: `make up` waits for the first)
         self.state = "replaying"  # replaying | finished
 
     def __iter__(self) -> Iterator[RawEvent]:
@@ -269,6 +378,7 @@ class FileSource:
                 continue
             if pacer is not None:
                 pacer.wait(frame.data, stop)
+            self.frames += 1
             yield _raw_event(frame, self._event_id(index))
 
     def _event_id(self, index: int) -> str:
@@ -341,38 +451,25 @@ def file_offset(event_id: str | None, topic: str | None = None) -> int | None:
 
 
 def open_source(
-    url: str,
-    user_agent: str,
-    last_event_id: str | None,
-    stop: threading.Event,
-    speed: str = "fast",
-    connect_timeout: float = 10.0,
-    read_timeout: float = 60.0,
-    backoff_cap: float = 60.0,
-    wait_at_end: bool = False,
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-    since: str | None = None,
+    url: str, last_event_id: str | None, stop: threading.Event, options: SourceOptions
 ) -> SseSource | FileSource:
-    """`file://` URLs replay a recording (from its start: `since` does not apply); anything
+    """`file://` URLs replay a recording (from its start: a backfill does not apply); anything
     else is a live EventStreams endpoint."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
-        return FileSource(path, speed, last_event_id, stop, wait_at_end, max_frame_bytes)
+        return FileSource(
+            path,
+            options.speed,
+            last_event_id,
+            stop,
+            options.wait_at_end,
+            options.max_frame_bytes,
+        )
     if file_offset(last_event_id) is not None:
         log.warning("checkpoint_ignored", last_event_id=last_event_id, source=url)
         last_event_id = None
-    return SseSource(
-        url,
-        user_agent,
-        last_event_id,
-        connect_timeout,
-        read_timeout,
-        backoff_cap,
-        stop,
-        max_frame_bytes=max_frame_bytes,
-        since=since,
-    )
+    return SseSource(url, last_event_id, options, stop)
 
 
 @dataclass
@@ -385,15 +482,7 @@ class EventStreamSource:
     """
 
     url: str
-    user_agent: str
-    backfill_hours: float = 0.0
-    speed: str = "fast"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    backoff_cap: float = 60.0
-    wait_at_end: bool = False
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    since: str | None = field(default=None, init=False)
+    options: SourceOptions
     _reader: SseSource | FileSource | None = field(default=None, init=False, repr=False)
     resumes: ClassVar[bool] = True
 
@@ -402,22 +491,18 @@ class EventStreamSource:
         return self.url
 
     def open(self, resume: Position | None, stop: threading.Event) -> Iterable[RawEvent]:
-        live = not self.url.startswith(FILE_TOPIC_PREFIX)
-        self.since = since_for(self.backfill_hours) if resume is None and live else None
         self._reader = open_source(
-            self.url,
-            self.user_agent,
-            resume.last_event_id if resume else None,
-            stop,
-            speed=self.speed,
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            backoff_cap=self.backoff_cap,
-            wait_at_end=self.wait_at_end,
-            max_frame_bytes=self.max_frame_bytes,
-            since=self.since,
+            self.url, resume.last_event_id if resume else None, stop, self.options
         )
         return self._reader
+
+    @property
+    def since(self) -> str | None:
+        """The backfill's start as asked at the last connect attempt; None once resuming."""
+        reader = self._reader
+        if isinstance(reader, SseSource) and not reader.last_event_id:
+            return reader.since
+        return None
 
     @property
     def state(self) -> str:
@@ -426,6 +511,16 @@ class EventStreamSource:
     @property
     def reconnects(self) -> int:
         return self._reader.reconnects if self._reader is not None else 0
+
+    def health(self) -> tuple[LogFields, str | None]:
+        """/health fields (`source_frames`, and for the live stream why it is silent) and the
+        problem that makes it `degraded` (None while frames or keep-alives arrive)."""
+        reader = self._reader
+        fields: LogFields = {"source_url": self.url}
+        if isinstance(reader, SseSource):
+            problem = reader.liveness.problem()
+            return fields | reader.liveness.fields(), problem[1] if problem else None
+        return fields | {"source_frames": reader.frames if reader else 0}, None
 
     def close(self, complete: bool) -> None:
         """Nothing to hand back: the position committed with the events is the progress."""

@@ -1,10 +1,11 @@
 """An incremental `text/event-stream` parser over bytes, linear in its input and bounded in memory.
 
 It follows the WHATWG HTML "event stream interpretation" rules: `event`, `data` (lines joined by
-"\\n"), `id` (ignored if it contains NUL; it persists across frames), `retry`, `:` comments, a field
-without a colon, one leading space after the colon stripped, CRLF/CR/LF line endings, a leading
-BOM, dispatch on a blank line, frames without data not dispatched (their `id` still counts) and an
-unfinished frame at the end of the stream dropped.
+"\\n"), `id` (ignored if it contains NUL; it persists across frames), `retry` (kept as the
+server's integer: bounding it is the client's job), `:` comments (counted: they are the stream's
+keep-alives), a field without a colon, one leading space after the colon stripped, CRLF/CR/LF
+line endings, a leading BOM, dispatch on a blank line, frames without data not dispatched (their
+`id` still counts) and an unfinished frame at the end of the stream dropped.
 
 Why not sseclient-py: it rebuilds frames by repeated `+=` (640k short `data:` lines in one frame
 take minutes) and has no size limit (a 50 MB line peaks near 300 MB RSS). Here lines are kept as
@@ -72,6 +73,7 @@ class SseParser:
         self.prefix_bytes = prefix_bytes
         self.last_event_id = ""  # set on every blank line from the id buffer, as the spec says
         self.retry_ms: int | None = None  # the server's `retry:` reconnection time, if any
+        self.comments = 0  # `:` lines seen (keep-alives): a silent stream is told from a live one
         self._id_buffer = ""
         self._start: bytes | None = b""  # stream start, held until the BOM question is settled
         self._after_cr = False  # the last chunk ended in CR: a leading LF belongs to it
@@ -155,6 +157,8 @@ class SseParser:
             if self._digest is not None:
                 self._hash_pending_data()
         elif self._name not in _FIELDS or self._line_len > MAX_FIELD_BYTES:
+            if not self._name:  # a comment split across chunks: counted here, once
+                self.comments += 1
             self._drop_line()
 
     def _hash_pending_data(self) -> None:
@@ -193,7 +197,8 @@ class SseParser:
             return
         colon = line.find(b":")
         if colon == 0:
-            return  # comment
+            self.comments += 1
+            return
         if colon < 0:
             name, value = line, b""
         else:
