@@ -203,6 +203,13 @@ class Settings(KafkaSettings):
     cache_negative_ttl_seconds: int = Field(
         3600, ge=1, description="TTL of a cached 'entity not found'"
     )
+    cache_retry_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="While the label cache cannot be opened (Redis down, SQLite file not "
+        "creatable), the producer runs without it (labels from the API only; /health names "
+        "it) and tries to open it again this often",
+    )
 
     # --- position, transactions, standby ---
     kafka_transactions: bool = Field(

@@ -280,6 +280,19 @@ class Enricher:
     def breaker_state(self) -> str:
         return self.workers.breaker_state if self.workers else "closed"
 
+    @property
+    def cache_problem(self) -> str | None:
+        """Why the label cache is not in use now (for /health); None while it is, or off."""
+        cache = self.workers.cache if self.workers else None
+        return cache.problem if cache is not None else None
+
+    @property
+    def cache_state(self) -> str:
+        """For /health: `ok`, `unavailable` (running on the API alone) or `off`."""
+        if self.workers is None or self.workers.cache is None:
+            return "off"
+        return "ok" if self.cache_problem is None else "unavailable"
+
     def __len__(self) -> int:
         """Events held back: waiting for labels, or behind such an event of the same key."""
         return sum(len(q) for q in self._queues.values())

@@ -559,10 +559,15 @@ class Pipeline:
             problems["checkpoint"] = f"commit waiting for Kafka ({self.sink.commit_retries} tries)"
         else:
             problems.pop("checkpoint", None)
+        if (cache_problem := self.enricher.cache_problem) is not None:
+            problems["label_cache"] = cache_problem
+        else:
+            problems.pop("label_cache", None)
         self.heartbeat.beat(
             source_state=self._source.state if self._source is not None else None,
             kafka_state=self.sink.state,
             breaker_state=self.enricher.breaker_state,
+            label_cache=self.enricher.cache_state,
             lease=self.lease.state if self.lease is not None else None,
         )
 
