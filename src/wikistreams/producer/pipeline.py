@@ -41,6 +41,7 @@ from wikistreams.producer.dedupe import RecentIds
 from wikistreams.producer.enrich import Answer, Enricher, LabelWorkers
 from wikistreams.producer.events import (
     EnrichmentStatus,
+    EventTimeBounds,
     Meta,
     RecentChange,
     encode_record,
@@ -131,8 +132,10 @@ class Pipeline:
         queue_size: int = 2000,
         heartbeat: Heartbeat | None = None,
         lease: Lease | None = None,
+        event_times: EventTimeBounds | None = None,
     ) -> None:
-        """`lease`: checked before every commit, None when this copy is always active."""
+        """`lease`: checked before every commit, None when this copy is always active.
+        `event_times`: events outside them are dead-lettered; None accepts any time."""
         self.sink = sink
         self.enricher = Enricher(workers, self._publish, enrich_max_delay)
         self.tracker = DeliveryTracker(position=None)
@@ -140,6 +143,7 @@ class Pipeline:
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
         self.lease = lease
+        self.event_times = event_times
         self.catch_up = CatchUp(None)
         self._enrich_max_delay = enrich_max_delay
         self._commit_interval = commit_interval
@@ -370,6 +374,8 @@ class Pipeline:
             change = decode_event(raw.data, raw.event_type)
             if change.is_canary:
                 self._drop(flight, "canary_dropped")
+            elif self.event_times and (late := self.event_times.problem(change.meta.dt)):
+                self.dead_letter(flight, StageError("validate", "EventTimeOutOfRange", late))
             elif self.recent.seen(change.meta.id):
                 # Named again in the position: a later resume may replay it once more.
                 self._drop(flight, "duplicates_dropped", change.meta.id)
