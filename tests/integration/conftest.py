@@ -65,6 +65,9 @@ def producer_env(workdir: Path, sse_url: str, wikidata_url: str, topic: str, **e
         # The stand-in's recordings are years old: a `since` of an hour ago would skip them all.
         # Tests replay them as the live edge; test_backfill.py sets its own.
         "BACKFILL_HOURS": "0",
+        # For the same reason the stand-in's stream (http://, so "live") has no age bound;
+        # file:// replays never have one, and test_event_times.py tests the default.
+        "EVENT_MAX_AGE_HOURS": "0",
         **extra,
     }
 

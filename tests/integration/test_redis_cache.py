@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 
 import pytest
 
-from wikistreams.producer.cache import RedisLabelCache
+from wikistreams.producer.cache import RedisLabelCache, open_cache
+from wikistreams.producer.config import load_settings
 from wikistreams.producer.events import WikidataLabels
+from tests.conftest import event_ids, wait_until
+from tests.integration.test_exactly_once import all_records, assert_exactly_once
+from tests.integration.conftest import delete_topics
+from tests.integration.test_producer_kafka import Producer, recording
+from tests.standins import TEST_CONTACT
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +29,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
+def start_redis(port: int, workdir) -> subprocess.Popen:
+    """Debian's redis-server on `port`, answering once this returns."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail(
             "redis-server is not installed (.ci/run installs it: apt-get install redis-server)"
         )
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL,
@@ -41,6 +47,13 @@ def redis_url(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.1)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    port = _free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
@@ -64,3 +77,57 @@ def test_negative_entries_expire_sooner(redis_url):
     time.sleep(1.5)
     got = cache.get_many(["Q1", "Q10908976"])
     assert "Q1" in got and "Q10908976" not in got
+
+
+@pytest.fixture
+def topic():
+    name = f"it-redis-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topics(name, f"{name}.dlq")
+
+
+def test_a_redis_that_is_down_is_run_without_then_used_once_it_is_up(tmp_path):
+    port = _free_port()  # nothing listens there yet: Redis is down
+    settings = load_settings(
+        user_agent_contact=TEST_CONTACT,
+        cache_backend="redis",
+        redis_url=f"redis://127.0.0.1:{port}/0",
+        cache_retry_seconds=0.2,
+    )
+    cache = open_cache(settings)  # no exception: the producer's term goes on without it
+    assert "ConnectionError" in cache.problem
+    cache.put_many({"Q42": WikidataLabels(label_en="Douglas Adams")}, [])
+    assert cache.get_many(["Q42"]) == {}
+    proc = start_redis(port, tmp_path)
+    try:
+        wait_until(lambda: cache.get_many(["Q42"]) == {} and cache.problem is None, seconds=30)
+        cache.put_many({"Q42": WikidataLabels(label_en="Douglas Adams")}, [])
+        other = RedisLabelCache(settings.redis_url, 60, 60)
+        assert other.get_many(["Q42"])["Q42"].label_en == "Douglas Adams"
+        other.close()
+    finally:
+        cache.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_producer_streams_with_labels_while_redis_is_down(tmp_path, topic, wikidata):
+    """A term starting while Redis is down (a standby taking over, in compose) streams on."""
+    path = recording("editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl")
+    producer = Producer(
+        tmp_path,
+        path.as_uri(),
+        wikidata.url,
+        topic,
+        CACHE_BACKEND="redis",
+        REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0",
+        CACHE_RETRY_SECONDS="1",
+    )
+    producer.start()
+    assert producer.proc.wait(timeout=300) == 0, producer.logs()[-5:]
+    assert_exactly_once(topic, set(event_ids(path)))
+    records = [json.loads(r.value()) for r in all_records(topic)]
+    statuses = {r["enrichment_status"] for r in records if r["wikidata_id"]}
+    assert "enriched" in statuses and "unavailable" not in statuses, statuses
+    logged = [line["msg"] for line in producer.logs()]
+    assert "cache_unavailable" in logged

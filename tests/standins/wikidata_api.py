@@ -9,6 +9,8 @@ Failure modes for tests replay the recorded error bodies: `maxlag` (with `Retry-
 `ratelimited`, HTTP 429/503, slow answers and hard failures; an outage that hangs and then answers
 503; and garbage answers (`GARBAGE_KINDS`) of the kinds a broken proxy or API change produces.
 The garbage that is still JSON is derived from the real answer, so only the broken part is fake.
+Hostile answers (`HOSTILE_KINDS`): a gzip bomb, a body that drips in a byte at a time, a label of
+two million characters, and terms full of control characters.
 
 Run alone: `python -m tests.standins.wikidata_api --port 8099`.
 """
@@ -16,6 +18,9 @@ Run alone: `python -m tests.standins.wikidata_api --port 8099`.
 from __future__ import annotations
 
 import argparse
+import functools
+import gzip
+import io
 import json
 import threading
 import time
@@ -98,6 +103,13 @@ GARBAGE_KINDS = (
     "html",  # HTTP 200 with an HTML page
     "empty",  # HTTP 200 with an empty body
 )
+HOSTILE_KINDS = (
+    "gzip_bomb",  # ~0.5 MB of gzip that inflates to `bomb_bytes` (spaces, then the real answer)
+    "slow_drip",  # the real answer, one byte every `drip_seconds`
+    "huge_label",  # a real answer whose first label is `huge_label_chars` characters long
+    "control_chars",  # a real answer whose first label and description hold control characters
+)
+CONTROL_CHARS = "\x00\x07\x1b[31m\r\n\t\x7f\x85"
 
 
 @dataclass
@@ -121,14 +133,18 @@ class Behaviour:
     outage_hang_seconds: float = 15.0
     garbage: str | None = None
     garbage_next: int = 0
+    bomb_bytes: int = 500_000_000
+    drip_seconds: float = 0.5
+    huge_label_chars: int = 2_000_001
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take_garbage(self) -> str | None:
         """The garbage kind for this request (call with `lock` held)."""
         kind = self.garbage
-        if kind is not None and kind not in GARBAGE_KINDS:
-            raise ValueError(f"unknown garbage kind {kind!r}; one of {GARBAGE_KINDS}")
+        if kind is not None and kind not in GARBAGE_KINDS + HOSTILE_KINDS:
+            known = GARBAGE_KINDS + HOSTILE_KINDS
+            raise ValueError(f"unknown garbage kind {kind!r}; one of {known}")
         if kind is not None and self.garbage_next > 0:
             self.garbage_next -= 1
             if self.garbage_next == 0:
@@ -213,6 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
         if garbage in _RAW_GARBAGE:
             _RAW_GARBAGE[garbage](self)
             return
+        if garbage == "gzip_bomb":
+            self._send_gzip_bomb(b.bomb_bytes)
+            return
         if delay:
             time.sleep(delay)
         if params.get("action") != "wbgetentities" or not params.get("ids"):
@@ -222,8 +241,12 @@ class _Handler(BaseHTTPRequestHandler):
             params["ids"].split("|"), params.get("languages", "en").split("|")
         )
         if garbage is not None:
-            body = _spoil(body, garbage)
-        self._send(200, json.dumps(body, ensure_ascii=False).encode("utf-8"), {})
+            body = _spoil(body, garbage, b.huge_label_chars)
+        encoded = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if garbage == "slow_drip":
+            self._drip(encoded, b.drip_seconds)
+            return
+        self._send(200, encoded, {})
 
     def _send(
         self,
@@ -242,6 +265,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_gzip_bomb(self, size: int) -> None:
+        """Gzip of `size` bytes of JSON whitespace followed by a real answer: valid JSON for a
+        client that inflates it all (and holds `size` bytes doing so)."""
+        body = _gzip_bomb(size)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _drip(self, body: bytes, pause: float) -> None:
+        """Headers at once, then the body a byte at a time until done or the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(len(body)):
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+            time.sleep(pause)
 
     def send_truncated(self) -> None:
         body = b'{"entities": {"Q42": {"id": "Q42", "labels": {'
@@ -278,7 +323,20 @@ _RAW_GARBAGE = {
 }
 
 
-def _spoil(body: dict, kind: str) -> object:
+@functools.lru_cache(maxsize=2)
+def _gzip_bomb(size: int) -> bytes:
+    """Compressed once per size (a few seconds for 500 MB), then served from memory."""
+    tail = b'{"entities": {"Q42": {"id": "Q42", "missing": ""}}, "success": 1}'
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9) as out:
+        chunk = b" " * (1 << 20)
+        for _ in range(size // len(chunk)):
+            out.write(chunk)
+        out.write(b" " * (size % len(chunk)) + tail)
+    return buffer.getvalue()
+
+
+def _spoil(body: dict, kind: str, huge_label_chars: int = 0) -> object:
     """The real answer `body` broken the way `kind` says (a JSON-level garbage kind)."""
     entities = body["entities"]
     first = next(iter(entities), None)
@@ -292,10 +350,15 @@ def _spoil(body: dict, kind: str) -> object:
         return {"error": "internal_api_error: something broke", "servedby": "mw-api-ext"}
     if kind == "entity_string" and first is not None:
         entities[first] = f"{first} is not an object"
-    if kind == "label_number":
-        labelled = [e for e in entities.values() if e.get("labels")]
-        if labelled:
-            next(iter(labelled[0]["labels"].values()))["value"] = 42
+    labelled = [e for e in entities.values() if isinstance(e, dict) and e.get("labels")]
+    if kind == "label_number" and labelled:
+        next(iter(labelled[0]["labels"].values()))["value"] = 42
+    if kind == "huge_label" and labelled:
+        next(iter(labelled[0]["labels"].values()))["value"] = "x" * huge_label_chars
+    if kind == "control_chars" and labelled:
+        for terms in (labelled[0]["labels"], labelled[0].get("descriptions") or {}):
+            for term in terms.values():
+                term["value"] = CONTROL_CHARS + term["value"] + CONTROL_CHARS
     return body
 
 

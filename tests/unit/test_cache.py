@@ -8,8 +8,11 @@ import sqlite3
 import pytest
 from structlog.testing import capture_logs
 
-from wikistreams.producer.cache import SqliteLabelCache
+from wikistreams.producer.cache import SqliteLabelCache, open_cache
+from wikistreams.producer.config import load_settings
 from wikistreams.producer.events import WikidataLabels
+from tests.conftest import wait_until
+from tests.standins import TEST_CONTACT
 
 
 class Clock:
@@ -187,4 +190,28 @@ def test_recent_gives_live_entries_newest_first_and_skips_expired(tmp_path):
     clock.now += 61  # the negative entry has expired
     assert "Q404" not in cache.recent(10)
     assert cache.recent(10)["Q9"].label_en == "newest"
+    cache.close()
+
+
+def test_a_sqlite_file_that_cannot_be_opened_runs_without_the_cache_and_retries(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache's directory should be")
+    settings = load_settings(
+        user_agent_contact=TEST_CONTACT,
+        cache_db_path=blocker / "labels.sqlite3",
+        cache_retry_seconds=0.01,
+    )
+    with capture_logs() as logs:
+        cache = open_cache(settings)  # does not raise: the producer's term goes on
+    assert [e["event"] for e in logs] == ["cache_unavailable"]
+    assert "labels from the API only" in cache.problem
+    cache.put_many(labels(2), ["Q404"])  # skipped
+    assert cache.get_many(["Q1", "Q404"]) == {} and cache.misses == 2
+    assert cache.recent(10) == {}
+
+    blocker.unlink()  # the disk is usable again: the next use opens the file
+    wait_until(lambda: cache.get_many(["Q1"]) == {} and cache.problem is None, seconds=10)
+    cache.put_many(labels(1), [])
+    assert cache.get_many(["Q1"])["Q1"].label_en.startswith("label 1")
+    assert rows(blocker / "labels.sqlite3") == 1
     cache.close()

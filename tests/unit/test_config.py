@@ -1,6 +1,7 @@
 import pytest
 
 from wikistreams.producer.config import SettingsError, load_settings
+from tests.standins import TEST_CONTACT
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +50,11 @@ def test_secrets_are_masked(monkeypatch):
     monkeypatch.setenv("USER_AGENT_CONTACT", "ops@wikistreams.dev")
     monkeypatch.setenv("REDIS_URL", "redis://user:s3cret@cache:6379/0")
     assert "s3cret" not in str(load_settings().masked())
+
+
+def test_the_event_age_bound_must_cover_the_backfill():
+    with pytest.raises(SettingsError, match="EVENT_MAX_AGE_HOURS .* must exceed BACKFILL_HOURS"):
+        load_settings(user_agent_contact=TEST_CONTACT, backfill_hours=48, event_max_age_hours=24)
+    assert load_settings(user_agent_contact=TEST_CONTACT, backfill_hours=48, event_max_age_hours=0)
+    default = load_settings(user_agent_contact=TEST_CONTACT, backfill_hours=168)
+    assert default.event_max_age_hours > default.backfill_hours

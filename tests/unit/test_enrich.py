@@ -15,7 +15,7 @@ from wikistreams.producer.decode import decode_event
 from wikistreams.producer.enrich import Answer, Enricher, LabelWorkers, make_breaker
 from wikistreams.producer.events import WikidataLabels
 from wikistreams.producer.wikidata import WikidataClient
-from tests.conftest import USER_AGENT
+from tests.conftest import USER_AGENT, wait_until
 
 
 def change(title, wiki="wikidatawiki", ns=0, n=0):
@@ -209,3 +209,50 @@ def test_warm_up_fills_memory_from_the_persistent_cache(wikidata, cache, stage_f
     assert stage.statuses() == {"q5": "enriched", "gone": "not_found"}
     assert stage.enricher.counts["enrich_memory_hits"] == 2
     assert stage.enricher.counts["enrich_lookups"] == 0
+
+
+def _stuck_api(wikidata) -> dict:
+    """Every call's answer drips in a byte every 0.5 s: no answer within any test's time."""
+    wikidata.behaviour.garbage, wikidata.behaviour.drip_seconds = "slow_drip", 0.5
+    return {"timeout": 600, "retry_budget_seconds": 600}
+
+
+def test_ids_never_answered_are_forgotten_at_their_deadline(wikidata, stage_factory):
+    stage = stage_factory(max_delay=0.2, **_stuck_api(wikidata))
+    titles = [f"Q{i}" for i in range(3000, 3200)]
+    for i, title in enumerate(titles):
+        stage.enricher.add(i, change(title))
+    stage.pump(lambda: len(stage.emitted) == len(titles))
+    assert set(stage.statuses().values()) == {"unavailable"}
+    assert len(stage.enricher._waiting) == 0, "ids asked and never answered are kept"
+    # The next edit of such an item asks again instead of joining a question nobody answers.
+    lookups = stage.enricher.counts["enrich_lookups"]
+    stage.enricher.add("again", change("Q3000", n=1))
+    assert stage.enricher.counts["enrich_lookups"] == lookups + 1
+
+
+def test_at_most_max_waiting_ids_are_asked_at_once(wikidata, cache):
+    client = WikidataClient(wikidata.url, USER_AGENT, **_stuck_api(wikidata))
+    workers = LabelWorkers(client, cache, make_breaker(3, 60))
+    emitted = []
+    enricher = Enricher(
+        workers, lambda item, *rest: emitted.append((item, rest[-1])), 60.0, max_waiting=5
+    )
+    workers.start(lambda _answer: None)
+    try:
+        for i in range(12):
+            enricher.add(i, change(f"Q{4000 + i}"))
+        assert len(enricher._waiting) == 5
+        assert emitted == [(i, "unavailable") for i in range(5, 12)]
+        assert enricher.counts["enrich_not_asked"] == 7
+    finally:
+        workers.stop()
+
+
+def test_stopping_the_workers_ends_a_call_in_flight(wikidata, stage_factory):
+    stage = stage_factory(**_stuck_api(wikidata))
+    stage.enricher.add("q", change("Q42"))
+    wait_until(lambda: wikidata.behaviour.requests, seconds=10)
+    stage.workers.stop()
+    alive = [t.name for t in stage.workers._threads if t.is_alive()]
+    assert alive == [], f"threads outlive their term: {alive}"

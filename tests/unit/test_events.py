@@ -1,10 +1,12 @@
 import json
+from datetime import datetime, timezone
 
 import pytest
 
 from wikistreams.producer.decode import StageError, decode_event
 from wikistreams.producer.events import (
     EnrichedEvent,
+    EventTimeBounds,
     WikidataLabels,
     druid_dimensions,
     druid_transforms,
@@ -167,3 +169,34 @@ def test_hostile_input_is_a_stage_error_not_a_crash(data, stage):
     with pytest.raises(StageError) as err:
         decode_event(data)
     assert err.value.stage == stage
+
+
+NOW = datetime(2026, 12, 8, 12, 0, tzinfo=timezone.utc)
+EVENT = {
+    "meta": {"id": "dd8c5690-2222-11e8-a2ad-1418776134f3", "dt": ""},
+    "type": "edit",
+    "namespace": 0,
+    "title": "Q42",
+    "wiki": "wikidatawiki",
+    "server_name": "www.wikidata.org",
+}
+
+
+@pytest.mark.parametrize(
+    "dt, max_age, refused",
+    [
+        ("0001-01-03T00:00:00Z", None, "before the first wiki edit"),
+        ("9999-12-29T00:00:00Z", None, "in the future"),
+        ("2018-03-07T16:16:17Z", None, None),  # a recording keeps its times
+        ("2018-03-07T16:16:17Z", 192 * 3600, "more than 192 h old"),
+        ("2026-12-01T12:00:01Z", 192 * 3600, None),
+        ("2026-12-08T12:59:00Z", 192 * 3600, None),  # within an hour of clock skew
+        ("2026-12-08T13:00:01Z", 192 * 3600, "more than 3600 s in the future"),
+        ("2026-12-08T22:00:01+09:00", 192 * 3600, "more than 3600 s in the future"),
+    ],
+)
+def test_event_time_bounds(dt, max_age, refused):
+    bounds = EventTimeBounds(max_age, 3600, clock=NOW.timestamp)
+    change = decode_event(json.dumps({**EVENT, "meta": {**EVENT["meta"], "dt": dt}}).encode())
+    problem = bounds.problem(change.meta.dt)
+    assert problem is None if refused is None else refused in problem

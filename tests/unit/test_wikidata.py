@@ -1,16 +1,23 @@
+import gc
+import resource
+import threading
 import time
+import unicodedata
 
 import pytest
 from structlog.testing import capture_logs
 
 from wikistreams.producer.wikidata import (
     MAX_REDIRECTS,
+    MAX_TERM_CHARS,
     WikidataClient,
     WikidataUnavailable,
+    clean_term,
     entity_id_for,
     parse_entities,
 )
-from tests.conftest import USER_AGENT
+from tests.conftest import USER_AGENT, wait_until
+from tests.standins.wikidata_api import _gzip_bomb
 
 
 def client(server, **kw) -> WikidataClient:
@@ -234,3 +241,125 @@ def test_a_bad_url_is_unavailable_at_once():
     with pytest.raises(WikidataUnavailable, match="InvalidURL"):
         api.fetch(["Q42"])
     assert api.stats.calls == 1
+
+
+# --- hostile answers: every one is bounded in bytes, seconds and characters -------------------
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _fetch_in_thread(api: WikidataClient, ids: list[str], limit: float = 30.0):
+    """Run `fetch` on a thread (as the enricher does) and return its outcome, or fail the test
+    if it has not returned after `limit` s: a generous bound on a call budgeted at 2 s."""
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = api.fetch(ids)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"fetch still running after {limit} s"
+    return outcome
+
+
+def test_a_gzip_bomb_is_refused_after_max_answer_bytes_not_inflated(wikidata):
+    b = wikidata.behaviour
+    b.garbage = "gzip_bomb"  # 0.5 MB on the wire, 500 MB inflated
+    _gzip_bomb(b.bomb_bytes)  # built before measuring: the stand-in shares this process
+    gc.collect()
+    peak_before = _peak_rss_bytes()
+    api = client(wikidata)
+    with capture_logs() as logs, pytest.raises(WikidataUnavailable, match="too large"):
+        api.fetch(["Q42"])
+    grown = _peak_rss_bytes() - peak_before
+    assert grown < 100_000_000, f"peak RSS grew by {grown / 1e6:.0f} MB reading a gzip bomb"
+    assert len(b.requests) == 1, "a bomb would come back as big: no retry"
+    assert [e["error_class"] for e in logs if e["event"] == "wikidata_api_error"] == [
+        "AnswerTooLarge"
+    ]
+
+
+def test_a_body_that_drips_in_ends_at_the_attempt_deadline(wikidata):
+    b = wikidata.behaviour
+    b.garbage, b.drip_seconds = "slow_drip", 0.5  # a ~300-byte answer would take minutes
+    api = WikidataClient(
+        wikidata.url,
+        USER_AGENT,
+        timeout=1.0,
+        max_retries=5,
+        retry_after_cap=0.05,
+        retry_budget_seconds=2.0,
+    )
+    outcome = _fetch_in_thread(api, ["Q42"])
+    assert isinstance(outcome.get("error"), WikidataUnavailable)
+    assert "Timeout" in str(outcome["error"])
+    assert 1 <= len(b.requests) <= 3, "retried only while the budget lasts"
+
+
+def test_close_ends_an_answer_being_read(wikidata):
+    b = wikidata.behaviour
+    b.garbage, b.drip_seconds = "slow_drip", 0.5
+    # Only `close` can end this call before the drip does (minutes from now).
+    api = WikidataClient(
+        wikidata.url, USER_AGENT, timeout=600, max_retries=0, retry_budget_seconds=600
+    )
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            api.fetch(["Q42"])
+        except WikidataUnavailable as exc:
+            result["error"] = exc
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    wait_until(lambda: b.requests, seconds=10)
+    api.close()
+    worker.join(30)
+    assert not worker.is_alive(), "close() did not end the read"
+    assert "closed" in str(result["error"])
+
+
+def test_a_huge_label_is_cut_to_wikidatas_limit(wikidata):
+    wikidata.behaviour.garbage = "huge_label"
+    wikidata.behaviour.huge_label_chars = 100_000  # Q42's first label
+    labels = client(wikidata).fetch(["Q42"]).found["Q42"]
+    assert labels.label_ko == "x" * MAX_TERM_CHARS
+    assert labels.label_en == "Douglas Adams"
+
+
+def test_an_answer_with_a_two_million_character_label_is_refused_whole(wikidata):
+    wikidata.behaviour.garbage = "huge_label"  # 2,000,001 characters: over MAX_ANSWER_BYTES
+    with pytest.raises(WikidataUnavailable, match="too large"):
+        client(wikidata).fetch(["Q42", "P31"])
+    assert len(wikidata.behaviour.requests) == 1
+
+
+def test_control_characters_never_leave_the_client(wikidata):
+    wikidata.behaviour.garbage = "control_chars"
+    labels = client(wikidata).fetch(["Q42"]).found["Q42"]
+    # Each run of control characters is one space (the escape's printable tail stays, inert).
+    assert labels.label_ko == "[31m 더글러스 애덤스 [31m"
+    assert labels.label_en == "[31m Douglas Adams [31m"
+    for value in (labels.label_ko, labels.label_en, labels.description_en):
+        assert value and not any(unicodedata.category(c) == "Cc" for c in value)
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("Douglas Adams", "Douglas Adams"),
+        ("  a\x00b\r\n\tc\x7f\x9f ", "a b c"),
+        ("\x00\x01", None),
+        ("x" * 300, "x" * MAX_TERM_CHARS),
+        ("é" * 251, "é" * 250),
+    ],
+)
+def test_clean_term(raw, clean):
+    assert clean_term(raw) == clean

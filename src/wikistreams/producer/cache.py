@@ -5,7 +5,10 @@ for "not found" (a negative cache, so a deleted item is not asked for on every e
 
 The cache only speeds the stream up, so its faults must never stop it: a corrupt SQLite file is
 moved aside and replaced by an empty one, a full disk fails single writes (the enricher counts
-them as misses) and the next write after space returns succeeds.
+them as misses) and the next write after space returns succeeds. A cache that cannot be opened
+at all (Redis down, a SQLite file that cannot be created) is run without: `open_cache` returns a
+`ReopeningCache` that answers every lookup as a miss, skips writes and tries to open it again
+every `CACHE_RETRY_SECONDS`, so a standby taking over during a Redis outage streams on.
 """
 
 from __future__ import annotations
@@ -84,6 +87,11 @@ class LabelCache(ABC):
 
     def close(self) -> None:
         """Release connections; a no-op where there are none."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the cache is not in use now (for /health), None while it is."""
+        return None
 
 
 def _encode(labels: WikidataLabels | None) -> str:
@@ -360,8 +368,97 @@ class RedisLabelCache(LabelCache):
         self._redis.close()
 
 
+class ReopeningCache(LabelCache):
+    """The backend `open_backend` returns, or none while it cannot be opened.
+
+    Without a backend every lookup is a miss and writes are skipped: the labels come from the
+    API alone, as if the cache were empty. Opening is tried at once, then again at most every
+    `retry_seconds` on the next lookup or write (from the workers' threads, never the stream's).
+    """
+
+    def __init__(
+        self,
+        open_backend: Callable[[], LabelCache],
+        ttl_seconds: int,
+        negative_ttl_seconds: int,
+        retry_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(ttl_seconds, negative_ttl_seconds)
+        self._open_backend = open_backend
+        self._retry = retry_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._backend: LabelCache | None = None
+        self._next_try = clock()
+        self._error: str | None = None
+        self._current()
+
+    @property
+    def problem(self) -> str | None:
+        if self._backend is not None:
+            return None
+        return f"label cache unavailable ({self._error}); labels from the API only, retrying"
+
+    def _current(self) -> LabelCache | None:
+        if self._backend is not None:
+            return self._backend
+        with self._lock:
+            if self._backend is None and self._clock() >= self._next_try:
+                self._try_open()
+        return self._backend
+
+    def _try_open(self) -> None:
+        try:
+            self._backend = self._open_backend()
+        except Exception as exc:  # noqa: BLE001 - whatever stops it, the stream goes on
+            self._next_try = self._clock() + self._retry
+            self._error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning(
+                "cache_unavailable",
+                error_class=type(exc).__name__,
+                error=str(exc)[:300],
+                retry_in_seconds=self._retry,
+                action="running without the label cache: labels from the API only",
+            )
+            return
+        if self._error is not None:
+            log.info("cache_opened", after_error=self._error)
+        self._error = None
+
+    def _get_raw(self, ids: list[str]) -> dict[str, str]:
+        backend = self._current()
+        return backend._get_raw(ids) if backend is not None else {}
+
+    def _put_raw(self, rows: list[tuple[str, str, int]]) -> None:
+        backend = self._current()
+        if backend is not None:
+            backend._put_raw(rows)
+
+    def _recent_raw(self, limit: int) -> list[tuple[str, str]]:
+        backend = self._current()
+        return backend._recent_raw(limit) if backend is not None else []
+
+    def close(self) -> None:
+        with self._lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+            self._next_try = float("inf")  # closed: never reopened
+
+
 def open_cache(settings: Settings) -> LabelCache:
-    """The backend the settings ask for."""
+    """The backend the settings ask for; run without it while it cannot be opened."""
+    return ReopeningCache(
+        lambda: open_backend(settings),
+        settings.cache_ttl_seconds,
+        settings.cache_negative_ttl_seconds,
+        settings.cache_retry_seconds,
+    )
+
+
+def open_backend(settings: Settings) -> LabelCache:
+    """The backend the settings ask for, opened now (raises when it cannot be)."""
     if settings.cache_backend.value == "redis":
         return RedisLabelCache(
             settings.redis_url, settings.cache_ttl_seconds, settings.cache_negative_ttl_seconds

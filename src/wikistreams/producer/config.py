@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wikistreams.producer.contact import check_contact
@@ -47,6 +47,9 @@ class KafkaSettings(BaseSettings):
     kafka_compression: str = Field("zstd", description="Producer compression codec")
     kafka_linger_ms: int = Field(50, ge=0, description="Producer linger.ms")
 
+
+# The longest backfill: EventStreams keeps about 7 days of history (FACTS.md).
+BACKFILL_HOURS_MAX = 168.0
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
@@ -152,13 +155,30 @@ class Settings(KafkaSettings):
     backfill_hours: float = Field(
         1.0,
         ge=0,
-        le=168,
+        le=BACKFILL_HOURS_MAX,
         description="On a first start (no stored position) read this much of EventStreams' "
         "history (`since`) before going live, so dashboards are full at once; 0 = off. A "
         "restart resumes by position and never backfills again",
     )
     dedupe_window: int = Field(
         100_000, ge=0, description="How many recent meta.id values are kept to drop replays"
+    )
+    event_max_age_hours: float = Field(
+        BACKFILL_HOURS_MAX + 24,
+        ge=0,
+        description="Events whose meta.dt is older than this are dead-lettered "
+        "(EventTimeOutOfRange) instead of making Druid segments far in the past. The default, "
+        "the longest backfill (168 h, about EventStreams' history) plus a day, still takes a "
+        "resume after a week-long outage. Must exceed BACKFILL_HOURS; 0 = off (e.g. to replay "
+        "older dead letters). Live stream only: a file:// replay keeps its recording's times, "
+        "refusing only times before 2001-01-15 or in the future",
+    )
+    event_max_future_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Events whose meta.dt is further ahead of this host's clock are "
+        "dead-lettered (EventTimeOutOfRange): Druid would keep their segments for ever. An "
+        "hour absorbs any clock skew",
     )
 
     # --- enrichment ---
@@ -219,6 +239,13 @@ class Settings(KafkaSettings):
     cache_negative_ttl_seconds: int = Field(
         3600, ge=1, description="TTL of a cached 'entity not found'"
     )
+    cache_retry_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="While the label cache cannot be opened (Redis down, SQLite file not "
+        "creatable), the producer runs without it (labels from the API only; /health names "
+        "it) and tries to open it again this often",
+    )
 
     # --- position, transactions, standby ---
     kafka_transactions: bool = Field(
@@ -260,6 +287,15 @@ class Settings(KafkaSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     health_bind: str = Field("127.0.0.1", description="Address of the /health endpoint")
     health_port: int = Field(8095, ge=0, le=65535, description="Port of /health (0 = off)")
+
+    @model_validator(mode="after")
+    def _age_bound_covers_the_backfill(self) -> Settings:
+        if 0 < self.event_max_age_hours <= self.backfill_hours:
+            raise ValueError(
+                f"EVENT_MAX_AGE_HOURS ({self.event_max_age_hours:g}) must exceed BACKFILL_HOURS "
+                f"({self.backfill_hours:g}), or the backfill is dead-lettered; 0 turns it off"
+            )
+        return self
 
     @field_validator("user_agent_contact")
     @classmethod

@@ -15,6 +15,11 @@ the stage is split in two:
   `unavailable` (the answer still fills the cache for the next edit of that item). Events with the
   same key (`wiki:title`, the Kafka key) leave in arrival order, so a parked event holds back later
   edits of its own page and nothing else.
+
+Both sides are bounded: an id asked for and not answered within `max_delay` is forgotten (the
+next edit of that item asks again), at most `MAX_WAITING_IDS` ids wait at once (beyond that an
+entity edit leaves `unavailable` without asking), and `LabelWorkers.stop` closes the API client,
+which ends a call in flight, so the threads end with the producer's term.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ BREAKER_STATES = {"closed": "closed", "open": "open", "half-open": "half_open"}
 # Labels kept in the pipeline's own memory: hot items (bots editing the same item in bursts)
 # never leave the thread. 20k entries are a few MB.
 MEMORY_ENTRIES = 20_000
+# Ids asked for and not answered yet. Each waits at most `max_delay`; the cap only matters if
+# answers stop while a catch-up parks entity edits faster than they expire.
+MAX_WAITING_IDS = 20_000
 
 
 class _BreakerLog(pybreaker.CircuitBreakerListener):
@@ -149,8 +157,10 @@ class LabelWorkers:
 
     def stop(self, timeout: float = 5.0) -> None:
         """End both threads: ids still queued are answered `unavailable` without an API call
-        (nobody waits for them any more), so stopping never waits for a backlog of calls."""
+        (nobody waits for them any more), and a call in flight ends at once (the client is
+        closed), so stopping waits neither for a backlog of calls nor for a slow server."""
         self._stopping = True
+        self.client.close()
         self._lookups.put(_STOP)
         for thread in self._threads:
             thread.join(timeout)
@@ -214,6 +224,14 @@ class LabelWorkers:
 Emit = Callable[[Any, RecentChange, str | None, CachedLabels, EnrichmentStatus], None]
 
 
+@dataclass(slots=True)
+class _Ask:
+    """An id asked of the workers: the keys waiting on it, until `deadline` at most."""
+
+    deadline: float
+    keys: list[str]
+
+
 @dataclass(slots=True, eq=False)
 class _Parked:
     item: Any
@@ -233,25 +251,47 @@ class Enricher:
         max_delay_seconds: float = 2.0,
         memory_entries: int = MEMORY_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        max_waiting: int = MAX_WAITING_IDS,
     ) -> None:
         self.workers = workers
         self._emit = emit
         self._max_delay = max_delay_seconds
         self._memory_entries = memory_entries
+        self._max_waiting = max_waiting
         self._clock = clock
         self._memory: OrderedDict[str, CachedLabels] = OrderedDict()
         self._queues: dict[str, deque[_Parked]] = {}
-        self._waiting: dict[str, list[str]] = {}  # entity id asked for -> keys waiting on it
+        self._waiting: dict[str, _Ask] = {}  # entity id asked for -> keys waiting on it
         self._deadlines: deque[tuple[float, str, _Parked]] = deque()
         self._failed: set[str] = set()
         self.counts = dict.fromkeys(
-            ("enrich_memory_hits", "enrich_lookups", "enrich_timed_out", "enrich_unavailable"), 0
+            (
+                "enrich_memory_hits",
+                "enrich_lookups",
+                "enrich_timed_out",
+                "enrich_unavailable",
+                "enrich_not_asked",
+            ),
+            0,
         )
         self._reported: dict[str, float] = {}
 
     @property
     def breaker_state(self) -> str:
         return self.workers.breaker_state if self.workers else "closed"
+
+    @property
+    def cache_problem(self) -> str | None:
+        """Why the label cache is not in use now (for /health); None while it is, or off."""
+        cache = self.workers.cache if self.workers else None
+        return cache.problem if cache is not None else None
+
+    @property
+    def cache_state(self) -> str:
+        """For /health: `ok`, `unavailable` (running on the API alone) or `off`."""
+        if self.workers is None or self.workers.cache is None:
+            return "off"
+        return "ok" if self.cache_problem is None else "unavailable"
 
     def __len__(self) -> int:
         """Events held back: waiting for labels, or behind such an event of the same key."""
@@ -284,14 +324,20 @@ class Enricher:
             self._queues[key] = deque((parked,))
         else:
             pending.append(parked)
-        self._deadlines.append((self._clock() + self._max_delay, key, parked))
-        keys = self._waiting.get(entity_id)
-        if keys is None:
-            self._waiting[entity_id] = [key]
+        deadline = self._clock() + self._max_delay
+        self._deadlines.append((deadline, key, parked))
+        ask = self._waiting.get(entity_id)
+        if ask is not None:
+            ask.keys.append(key)
+        elif len(self._waiting) >= self._max_waiting:
+            # Too many questions open: this one is not asked, the event leaves in key order.
+            self.counts["enrich_not_asked"] += 1
+            parked.expired = True
+            self._release(key)
+        else:
+            self._waiting[entity_id] = _Ask(deadline, [key])
             self.counts["enrich_lookups"] += 1
             self.workers.request(entity_id)
-        else:
-            keys.append(key)
 
     def answered(self, answer: Answer) -> None:
         """Take the workers' answer and emit every event it unblocks, in key order."""
@@ -299,16 +345,22 @@ class Enricher:
             self._remember(entity_id, labels)
         self._failed.update(answer.unavailable)
         for entity_id in (*answer.labels, *answer.unavailable):
-            for key in self._waiting.pop(entity_id, ()):
+            ask = self._waiting.pop(entity_id, None)
+            for key in ask.keys if ask is not None else ():
                 self._release(key)
         # A failure answers the events waiting now; the next edit of that item asks again.
         self._failed.clear()
 
     def expire(self) -> None:
-        """Emit, as `unavailable`, every event whose wait has reached `max_delay`."""
+        """Emit, as `unavailable`, every event whose wait has reached `max_delay`, and forget
+        the ids asked that long ago: an answer that never comes leaves nothing behind."""
         now = self._clock()
         while self._deadlines and self._deadlines[0][0] <= now:
             _deadline, key, parked = self._deadlines.popleft()
+            entity_id = parked.entity_id
+            ask = self._waiting.get(entity_id) if entity_id is not None else None
+            if entity_id is not None and ask is not None and ask.deadline <= now:
+                del self._waiting[entity_id]
             if not parked.released:
                 parked.expired = True
                 self.counts["enrich_timed_out"] += 1
@@ -394,6 +446,7 @@ class Enricher:
             "api_latency_ms_avg": round(latency / calls, 1) if calls else None,
             "api_latency_ms_max": round(latency_max, 1) if calls else None,
             "enrich_parked": len(self),
+            "enrich_waiting": len(self._waiting),
             "wikidata_paused_seconds": round(workers.paused_seconds, 1) if workers else 0.0,
         }
 

@@ -11,7 +11,9 @@ field names are the contract that `druid/ingestion-spec.json` and the dashboards
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
@@ -40,6 +42,56 @@ class Meta(BaseModel):
     dt: AwareDatetime = Field(gt=_EARLIEST, lt=_LATEST)
     domain: str | None = None
     stream: str | None = None
+
+
+# No recentchange event can predate Wikipedia (launched 2001-01-15): a floor that holds for
+# recordings too, whose age no clock can judge.
+FIRST_EDIT_TIME = datetime(2001, 1, 15, tzinfo=timezone.utc)
+
+
+class EventTimeBounds:
+    """Which `meta.dt` may reach Druid, which makes a segment per hour of event time and keeps
+    future ones for ever: not more than `max_future_seconds` ahead of this host's clock, not
+    older than `max_age_seconds` (None: no age bound, for a recording replayed with its own
+    times), and never before `FIRST_EDIT_TIME`. The bounds move with the clock once a second,
+    so a check costs two datetime comparisons."""
+
+    def __init__(
+        self,
+        max_age_seconds: float | None,
+        max_future_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._max_age = max_age_seconds
+        self._max_future = max_future_seconds
+        self._clock = clock
+        self._refresh_at = float("-inf")
+        self._earliest = self._latest = FIRST_EDIT_TIME
+
+    def problem(self, dt: datetime) -> str | None:
+        """Why `dt` is refused (the dead letter's reason), or None when it may go on."""
+        now = self._clock()
+        if now >= self._refresh_at:
+            self._refresh(now)
+        if dt < self._earliest:
+            if self._earliest == FIRST_EDIT_TIME:
+                return f"meta.dt {dt.isoformat()} is before the first wiki edit (2001-01-15)"
+            hours = (self._max_age or 0) / 3600
+            return f"meta.dt {dt.isoformat()} is more than {hours:g} h old (EVENT_MAX_AGE_HOURS)"
+        if dt > self._latest:
+            return (
+                f"meta.dt {dt.isoformat()} is more than {self._max_future:g} s in the future"
+                " (EVENT_MAX_FUTURE_SECONDS)"
+            )
+        return None
+
+    def _refresh(self, now: float) -> None:
+        utc_now = datetime.fromtimestamp(now, timezone.utc)
+        self._latest = utc_now + timedelta(seconds=self._max_future)
+        self._earliest = FIRST_EDIT_TIME
+        if self._max_age is not None:
+            self._earliest = max(FIRST_EDIT_TIME, utc_now - timedelta(seconds=self._max_age))
+        self._refresh_at = now + 1.0
 
 
 class OldNew(BaseModel):

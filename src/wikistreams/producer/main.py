@@ -21,6 +21,7 @@ import structlog
 from wikistreams.producer.cache import open_cache
 from wikistreams.producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
 from wikistreams.producer.enrich import LabelWorkers, make_breaker
+from wikistreams.producer.events import EventTimeBounds
 from wikistreams.producer.health import Heartbeat, serve_health
 from wikistreams.producer.logs import configure_logging
 from wikistreams.producer.lease import KafkaLease
@@ -116,6 +117,14 @@ def build_sink(settings: Settings, identity: StreamIdentity) -> KafkaSink:
     )
 
 
+def event_time_bounds(settings: Settings) -> EventTimeBounds:
+    """The age bound applies to the live stream; a file:// recording keeps its own times."""
+    replay = settings.sse_url.startswith("file:")
+    hours = settings.event_max_age_hours
+    max_age = None if replay or hours == 0 else hours * 3600
+    return EventTimeBounds(max_age, settings.event_max_future_seconds)
+
+
 def build_pipeline(
     settings: Settings,
     sink: KafkaSink,
@@ -130,6 +139,7 @@ def build_pipeline(
         commit_interval_seconds=settings.commit_interval_seconds,
         commit_max_events=settings.commit_max_events,
         stats_interval_seconds=settings.stats_interval_seconds,
+        event_times=event_time_bounds(settings),
         heartbeat=heartbeat,
         lease=lease,
     )

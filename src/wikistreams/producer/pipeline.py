@@ -41,6 +41,7 @@ from wikistreams.producer.dedupe import RecentIds
 from wikistreams.producer.enrich import Answer, Enricher, LabelWorkers
 from wikistreams.producer.events import (
     EnrichmentStatus,
+    EventTimeBounds,
     Meta,
     RecentChange,
     encode_record,
@@ -127,11 +128,13 @@ class Pipeline:
         queue_size: int = 2000,
         heartbeat: Heartbeat | None = None,
         lease: Lease | None = None,
+        event_times: EventTimeBounds | None = None,
     ) -> None:
         """The keyword arguments named like settings are those settings (`config.Settings`,
         passed by `main.build_pipeline`): required here, so that they have one default.
 
-        `lease`: checked before every commit, None when this copy is always active."""
+        `lease`: checked before every commit, None when this copy is always active.
+        `event_times`: events outside them are dead-lettered; None accepts any time."""
         self.sink = sink
         self.enricher = Enricher(workers, self._publish, enrich_max_delay_seconds)
         self.tracker = DeliveryTracker(position=None)
@@ -139,6 +142,7 @@ class Pipeline:
         self.stats = Stats()
         self.heartbeat = heartbeat or Heartbeat()
         self.lease = lease
+        self.event_times = event_times
         self.catch_up = CatchUp(None)
         self._enrich_max_delay = enrich_max_delay_seconds
         self._commit_interval = commit_interval_seconds
@@ -369,6 +373,8 @@ class Pipeline:
             change = decode_event(raw.data, raw.event_type)
             if change.is_canary:
                 self._drop(flight, "canary_dropped")
+            elif self.event_times and (late := self.event_times.problem(change.meta.dt)):
+                self.dead_letter(flight, StageError("validate", "EventTimeOutOfRange", late))
             elif self.recent.seen(change.meta.id):
                 # Named again in the position: a later resume may replay it once more.
                 self._drop(flight, "duplicates_dropped", change.meta.id)
@@ -567,10 +573,15 @@ class Pipeline:
             problems["checkpoint"] = f"commit waiting for Kafka ({self.sink.commit_retries} tries)"
         else:
             problems.pop("checkpoint", None)
+        if (cache_problem := self.enricher.cache_problem) is not None:
+            problems["label_cache"] = cache_problem
+        else:
+            problems.pop("label_cache", None)
         self.heartbeat.beat(
             source_state=self._source.state if self._source is not None else None,
             kafka_state=self.sink.state,
             breaker_state=self.enricher.breaker_state,
+            label_cache=self.enricher.cache_state,
             lease=self.lease.state if self.lease is not None else None,
         )
 

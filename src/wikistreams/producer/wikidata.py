@@ -6,17 +6,25 @@ rate limits, 429 and 503. It retries a call a few times within a time budget and
 with `WikidataUnavailable`; deciding what to do during an outage is the enricher's (circuit
 breaker). `WikidataUnavailable` is the only exception `fetch` raises for anything the network or
 the server does, so a caller's worker thread needs exactly one `except`.
+
+Everything the server sends is bounded: each attempt ends at its deadline (the timeout, cut to
+what is left of the retry budget) however slowly the body drips in, the decompressed body is
+read up to `max_answer_bytes` (a gzip bomb costs that much memory, not what it inflates to), and
+each label and description keeps at most Wikidata's own 250 characters, without control
+characters, before anything caches or publishes it.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import orjson
 import requests
 import structlog
 from tenacity import (
@@ -41,6 +49,12 @@ LANGUAGES = "ko|en|mul"
 # Which returned label languages count as Korean / English (`mul` = "default for all languages").
 KO_LANGUAGES = {"ko", "ko-kp", "mul"}
 EN_LANGUAGES = {"en", "en-gb", "en-ca", "mul"}
+# Wikidata refuses longer labels and descriptions ($wgWBRepoSettings['string-limits']).
+MAX_TERM_CHARS = 250
+# A real 50-id answer in three languages is ~30-60 KB; 2 MB is far beyond any of them.
+MAX_ANSWER_BYTES = 2_000_000
+READ_CHUNK_BYTES = 65536
+_CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 # Entity pages on wikidatawiki: items (ns 0), properties (ns 120), lexemes (ns 146).
 _ENTITY_TITLE = {
@@ -72,6 +86,16 @@ def entity_id_for(wiki: str, namespace: int, title: str) -> str | None:
     pattern = _ENTITY_TITLE.get(namespace)
     match = pattern.match(title) if pattern else None
     return match.group(1) if match else None
+
+
+def clean_term(value: str) -> str | None:
+    """A label or description as the dashboards may show it: control characters (C0, DEL,
+    C1) become one space, the ends are trimmed, and at most Wikidata's own 250 characters are
+    kept. None when nothing is left. Applied before caching: a longer value could only come
+    from a broken or hostile answer, and would otherwise be cached and published for a week."""
+    if _CONTROL_RUN.search(value):
+        value = _CONTROL_RUN.sub(" ", value)
+    return value.strip()[:MAX_TERM_CHARS].rstrip() or None
 
 
 class WikidataUnavailable(RuntimeError):
@@ -129,9 +153,11 @@ class WikidataClient:
     """`fetch` returns labels or raises `WikidataUnavailable`; nothing else escapes it.
 
     `retry_budget_seconds` bounds one `fetch` in time, whatever `max_retries` says: no retry
-    starts, and no wait is begun, that would end past the budget, and each attempt's timeout is cut
-    to what is left of it. A call therefore takes at most about the budget (plus the slack of a
-    read timeout, which `requests` applies per socket read, not to the whole body).
+    starts, and no wait is begun, that would end past the budget. Each attempt has a wall-clock
+    deadline, `timeout` cut to what is left of the budget: once the headers are in, a watchdog
+    shuts the socket at that deadline, so a body that drips in byte by byte ends there too.
+    (Before the headers, `timeout` applies per socket read, as `requests` does.)
+    `close()` ends an attempt in flight at once, so a worker thread never outlives its term.
     """
 
     def __init__(
@@ -144,6 +170,7 @@ class WikidataClient:
         retry_after_cap: float = 30.0,
         session: requests.Session | None = None,
         retry_budget_seconds: float = 10.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.url = url
         self._timeout = timeout
@@ -151,9 +178,12 @@ class WikidataClient:
         self._retry_after_cap = retry_after_cap
         self._max_retries = max_retries
         self._budget = retry_budget_seconds
+        self._max_answer_bytes = max_answer_bytes
         self._session = session or requests.Session()
         self._session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "gzip"})
         self._session.max_redirects = MAX_REDIRECTS
+        self._closed = False
+        self._in_flight: requests.Response | None = None
         self.stats = ApiStats()
 
     def fetch(self, ids: list[str]) -> FetchResult:
@@ -189,6 +219,14 @@ class WikidataClient:
             self._failed(type(exc).__name__, str(exc), None)
             raise WikidataUnavailable(f"unexpected {type(exc).__name__}: {exc}") from exc
 
+    def close(self) -> None:
+        """No further calls; an answer being read now ends at once (its ids: unavailable)."""
+        self._closed = True
+        in_flight = self._in_flight
+        if in_flight is not None:
+            _shut(in_flight)
+        self._session.close()
+
     def _gave_up(self, exc: _Retryable, deadline: float) -> WikidataUnavailable:
         retry_after = self._capped(exc.retry_after)
         message = str(exc)
@@ -208,11 +246,17 @@ class WikidataClient:
         return wait_random_exponential(multiplier=0.5, max=self._retry_after_cap)(state)
 
     def _call(self, ids: list[str], deadline: float) -> FetchResult:
+        if self._closed:
+            raise WikidataUnavailable("client closed")
         params = wbgetentities_params(ids, self._maxlag)
-        timeout = max(0.001, min(self._timeout, deadline - time.monotonic()))
+        attempt_deadline = min(time.monotonic() + self._timeout, deadline)
+        timeout = max(0.001, attempt_deadline - time.monotonic())
         started = time.perf_counter()
         try:
-            resp = self._session.get(self.url, params=params, timeout=timeout, allow_redirects=True)
+            with self._session.get(
+                self.url, params=params, timeout=timeout, allow_redirects=True, stream=True
+            ) as resp:
+                body = self._read_body(resp, attempt_deadline) if resp.status_code == 200 else b""
         except _RETRYABLE_REQUEST_ERRORS as exc:
             self._failed(type(exc).__name__, str(exc), None)
             raise _Retryable(f"{type(exc).__name__}: {_short(exc)}") from exc
@@ -221,9 +265,47 @@ class WikidataClient:
             raise WikidataUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
         finally:
             self.stats.record((time.perf_counter() - started) * 1000)
-        return self._parse(resp, ids)
+        return self._parse(resp, body, ids)
 
-    def _parse(self, resp: requests.Response, ids: list[str]) -> FetchResult:
+    def _read_body(self, resp: requests.Response, deadline: float) -> bytes:
+        """The decoded body, or `AnswerTooLarge` past `max_answer_bytes` (urllib3 inflates at
+        most one chunk ahead, so a gzip bomb is never inflated whole), or a `Timeout` once the
+        attempt's deadline has passed, however the server paces its bytes."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _shut(resp)
+
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        watchdog.daemon = True
+        self._in_flight = resp
+        watchdog.start()
+        body = bytearray()
+        try:
+            for chunk in resp.iter_content(READ_CHUNK_BYTES):
+                body += chunk
+                if len(body) > self._max_answer_bytes:
+                    raise self._too_large()
+        except requests.RequestException:
+            if not expired.is_set() and not self._closed:
+                raise
+        finally:
+            watchdog.cancel()
+            self._in_flight = None
+        if self._closed:
+            raise WikidataUnavailable("client closed while reading an answer")
+        if expired.is_set():
+            raise requests.Timeout(f"no complete answer before the deadline ({len(body)} bytes)")
+        return bytes(body)
+
+    def _too_large(self) -> WikidataUnavailable:
+        """A bigger answer would come back as big: not worth a retry."""
+        limit = self._max_answer_bytes
+        self._failed("AnswerTooLarge", f"decoded answer over {limit} bytes", 200)
+        return WikidataUnavailable(f"answer too large: over {limit} bytes decoded")
+
+    def _parse(self, resp: requests.Response, body: bytes, ids: list[str]) -> FetchResult:
         retry_after = _retry_after(resp)
         if resp.status_code == 429 or resp.status_code >= 500:
             self._failed("HTTPError", f"HTTP {resp.status_code}", resp.status_code)
@@ -234,14 +316,14 @@ class WikidataClient:
                 f"HTTP {resp.status_code} from {self.url}", retry_after=self._capped(retry_after)
             )
         try:
-            body = resp.json()
-        except ValueError as exc:  # requests' JSONDecodeError; also bad bytes for the charset
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             # An HTML error page or an empty body from a proxy: often transient.
             self._failed("InvalidJSON", str(exc), resp.status_code)
             raise _Retryable(f"invalid JSON from the API: {_short(exc)}") from exc
-        if not isinstance(body, dict):
-            raise self._malformed(f"answer is {type(body).__name__}, not an object", resp)
-        error = body.get("error")
+        if not isinstance(answer, dict):
+            raise self._malformed(f"answer is {type(answer).__name__}, not an object", resp)
+        error = answer.get("error")
         if error:
             if not isinstance(error, dict):
                 raise self._malformed(f"error is {type(error).__name__}: {error!r:.100}", resp)
@@ -250,7 +332,7 @@ class WikidataClient:
             if code in RETRYABLE_API_ERRORS:
                 raise _Retryable(f"API error {code}", retry_after)
             raise WikidataUnavailable(f"API error {code}: {info}")
-        entities = body.get("entities")
+        entities = answer.get("entities")
         if not isinstance(entities, dict):
             raise self._malformed(f"entities is {type(entities).__name__}, not an object", resp)
         return parse_entities(entities, ids)
@@ -263,6 +345,14 @@ class WikidataClient:
     def _failed(self, error_class: str, error: str, status: int | None) -> None:
         self.stats.errors += 1
         log.warning("wikidata_api_error", error_class=error_class, error=error, status=status)
+
+
+def _shut(resp: requests.Response) -> None:
+    """Shut the socket under `resp` (from any thread): a read blocked on it returns at once."""
+    try:
+        resp.raw.shutdown()
+    except (OSError, AttributeError):  # already closed, or no socket left
+        pass
 
 
 def _retry_after(resp: requests.Response) -> float | None:
@@ -334,6 +424,8 @@ def _pick(terms: dict[str, Any], wanted: str, accepted: set[str]) -> str | None:
         if not isinstance(term, dict):
             continue
         language, value = term.get("language", key), term.get("value")
-        if isinstance(language, str) and language in accepted and isinstance(value, str) and value:
-            return value
+        if isinstance(language, str) and language in accepted and isinstance(value, str):
+            cleaned = clean_term(value)
+            if cleaned:
+                return cleaned
     return None
