@@ -17,14 +17,11 @@ import psutil
 import pytest
 
 from tests.ops_support import free_port
+from tests.unit.test_superset_config import STRONG
 from wikistreams.native.procinfo import start_ticks
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "superset" / "native.sh"
-STRONG = {
-    "SUPERSET_SECRET_KEY": "q7Yt2m9Lr4Wc8Zp1Xv6Nb3Hs5Jd0Kf7Ge2Ua9Ri4To6Py1",
-    "SUPERSET_ADMIN_PASSWORD": "Wq8-vN3r-Lp6z",
-}
 # A gunicorn stand-in: prints its environment once, then serves /health until stopped.
 FAKE_GUNICORN = """#!{python}
 import http.server, json, os, sys
