@@ -35,10 +35,18 @@ SECRETS_FILE="${SUPERSET_SECRETS_FILE:-$SUPERSET_HOME/secrets.env}"
 PID_FILE="$SUPERSET_HOME/superset.pid"
 LOG_DIR="${SUPERSET_LOG_DIR:-$ROOT/var/log}"
 PYTHON="${PYTHON:-python3}"
+# The project's venv (`make venv`): `start`/`stop` keep their pid record with its launcher code.
+PROJECT_PYTHON="${WIKISTREAMS_PYTHON:-$ROOT/.venv/bin/python}"
 
 log() { printf '[superset] %s\n' "$*" >&2; }
 
-# Export KEY=VALUE lines of a dotenv file, without overriding what the environment already set.
+# Superset's own settings, the only ones taken from a dotenv file. .env holds every service's
+# secrets (Grafana's admin password, Druid's metadata password, the alert webhook); compose gives
+# Superset none of them, and neither does this script.
+SUPERSET_ENV_KEYS=" SUPERSET_SECRET_KEY SUPERSET_ADMIN_PASSWORD SUPERSET_ADMIN_USER SUPERSET_ADMIN_EMAIL SUPERSET_BEHIND_TLS_PROXY "
+
+# Export Superset's KEY=VALUE lines of a dotenv file, without overriding what the environment
+# already set.
 load_env_file() {
   local file="$1" line key value
   [ -f "$file" ] || return 0
@@ -49,7 +57,7 @@ load_env_file() {
     key="${line%%=*}"
     value="${line#*=}"
     value="${value%\"}"; value="${value#\"}"; value="${value%\'}"; value="${value#\'}"
-    [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    [[ "$SUPERSET_ENV_KEYS" == *" $key "* ]] || continue
     if [ -z "${!key+x}" ]; then export "$key=$value"; fi
   done <"$file"
 }
@@ -87,6 +95,17 @@ install_package() {
   "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT"
 }
 
+# Superset's own pins must be consistent. `pip check` also lists the project package's producer
+# dependencies, absent here on purpose (above): those lines, and only those, are expected.
+check_pins() {
+  local report problems
+  report="$("$VENV/bin/python" -m pip check 2>&1)" && return 0
+  problems="$(grep -v '^wikistreams ' <<<"$report" || true)"
+  [ -z "$problems" ] && return 0
+  printf '%s\n' "$problems" >&2
+  return 1
+}
+
 # Idempotent: a venv made before the package was needed (or for another checkout) gets it here.
 ensure_package() {
   local found
@@ -106,10 +125,10 @@ cmd_install() {
   if [ ! -x "$VENV/bin/python" ]; then "$PYTHON" -m venv "$VENV"; fi
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r "$HERE/requirements.txt" -c "$HERE/constraints.txt"
-  # Before the project package: its producer dependencies are deliberately absent here, which
-  # `pip check` would report; Superset's own pins must be consistent.
-  "$VENV/bin/python" -m pip check
-  install_package
+  # Idempotent: `make up` (setup) and `make test` (install) both run it, in either order, on the
+  # venv a running Superset uses; an installed package is left in place.
+  ensure_package
+  check_pins
   log "installed apache-superset $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-superset"))') into $VENV"
 }
 
@@ -165,10 +184,16 @@ except Exception:
 EOF
 }
 
+# The pid file is the launcher's record (pid and start time, wikistreams.native.pidfile): a
+# stale file never names a process that got the pid later, so `stop` never signals a stranger.
+pid_record() {
+  [ -x "$PROJECT_PYTHON" ] || { log "no $PROJECT_PYTHON: run 'make venv' first"; exit 2; }
+  "$PROJECT_PYTHON" -m wikistreams.native.pidfile "$@"
+}
+
 running_pid() {
   [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  pid_record check "$PID_FILE"
 }
 
 cmd_start() {
@@ -176,10 +201,12 @@ cmd_start() {
   if pid="$(running_pid)"; then log "already running (pid $pid)"; return 0; fi
   mkdir -p "$LOG_DIR" "$SUPERSET_HOME"
   setsid "$0" run >>"$LOG_DIR/superset.log" 2>&1 </dev/null &
-  echo $! >"$PID_FILE"
+  local pid=$!
+  pid_record write "$PID_FILE" "$pid"
   local deadline=$((SECONDS + ${SUPERSET_START_TIMEOUT:-180}))
   while ((SECONDS < deadline)); do
-    if ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
+    # Our own child until it exits: its pid cannot be anybody else's meanwhile.
+    if ! kill -0 "$pid" 2>/dev/null; then
       log "Superset exited during start; last log lines:"
       tail -n 20 "$LOG_DIR/superset.log" >&2
       rm -f "$PID_FILE"
@@ -197,8 +224,8 @@ cmd_stop() {
   if ! pid="$(running_pid)"; then log "not running"; rm -f "$PID_FILE"; return 0; fi
   # setsid made gunicorn a process-group leader: stop the master and its workers, nothing else.
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  for _ in $(seq 1 30); do running_pid >/dev/null 2>&1 || break; sleep 1; done
+  if running_pid >/dev/null 2>&1; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
   rm -f "$PID_FILE"
   log "stopped"
 }

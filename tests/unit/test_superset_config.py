@@ -9,9 +9,11 @@ probes in Superset's venv load ``superset/superset_config.py`` the way Superset 
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,7 @@ VENV = Path(os.environ.get("SUPERSET_VENV", ROOT / "var" / "superset-venv"))
 GOOD_KEY = "q7Yt2m9Lr4Wc8Zp1Xv6Nb3Hs5Jd0Kf7Ge2Ua9Ri4To6Py1"
 GOOD_PASSWORD = "Wq8-vN3r-Lp6z"
 STRONG = {"SUPERSET_SECRET_KEY": GOOD_KEY, "SUPERSET_ADMIN_PASSWORD": GOOD_PASSWORD}
+PASSWORD = {"SUPERSET_ADMIN_PASSWORD": GOOD_PASSWORD}
 
 
 MODULE = "wikistreams.superset.config"
@@ -113,27 +116,57 @@ def test_refuses_missing_or_placeholder_admin_password(monkeypatch, password):
         load_config(monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=password)
 
 
-def test_refuses_values_published_in_env_example(monkeypatch, tmp_path):
-    config = load_config(monkeypatch, **STRONG)
-    example = tmp_path / ".env.example"
-    example.write_text(f"# sample\nSUPERSET_SECRET_KEY='{GOOD_KEY}'\nOTHER=1\n", encoding="utf-8")
-    monkeypatch.setenv("SUPERSET_SECRET_KEY", GOOD_KEY)
-    with pytest.raises(config.InsecureConfigError, match="published placeholder"):
-        config.require_secret("SUPERSET_SECRET_KEY", 32, env_example=example)
-
-
 def test_repo_env_example_values_are_refused(monkeypatch):
-    """Whatever .env.example ships for Superset must never pass as a real secret."""
-    example = ROOT / ".env.example"
-    if not example.is_file():
-        pytest.skip(".env.example not written yet")
+    """Whatever .env.example ships for Superset must never pass as a real secret, by the rules
+    alone: the installed package (the image) has no .env.example to read."""
     config = load_config(monkeypatch, **STRONG)
-    for line in example.read_text(encoding="utf-8").splitlines():
+    published = {}
+    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
         name, _, value = line.partition("=")
-        if name.strip() in ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD") and value.strip():
-            monkeypatch.setenv(name.strip(), value.strip().strip("'\""))
-            with pytest.raises(config.InsecureConfigError):
-                config.require_secret(name.strip(), 1)
+        if name.strip() in STRONG and value.strip():
+            published[name.strip()] = value.strip().strip("'\"")
+    assert set(published) == set(STRONG)
+    for name, value in published.items():
+        monkeypatch.setenv(name, value)
+        with pytest.raises(config.InsecureConfigError, match="published placeholder"):
+            config.require_secret(name, 1)
+
+
+@pytest.mark.parametrize(
+    "key, bits",
+    [
+        ("a" * 32, 0),
+        ("a" * 64, 0),
+        ("ab" * 16, 32),
+        ("a" * 39 + "b", 7),
+        ("Wikistreams1" * 4, 156),  # many characters, but one word repeated
+    ],
+)
+def test_refuses_a_secret_key_that_is_not_random(monkeypatch, key, bits):
+    with pytest.raises(RuntimeError, match="SUPERSET_SECRET_KEY is not random enough") as caught:
+        load_config(monkeypatch, SUPERSET_SECRET_KEY=key, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD)
+    assert f"about {bits} bits" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: secrets.token_hex(16),  # 128 bits, 16 symbols: the weakest accepted shape
+        lambda: secrets.token_hex(32),
+        lambda: secrets.token_urlsafe(48),  # what native.sh init generates
+        lambda: base64.b64encode(secrets.token_bytes(42)).decode(),  # openssl rand -base64 42
+    ],
+)
+def test_accepts_random_secret_keys(monkeypatch, make):
+    for _ in range(200):
+        key = make()
+        assert load_config(monkeypatch, SUPERSET_SECRET_KEY=key, **PASSWORD).SECRET_KEY == key
+
+
+def test_refuses_a_secret_key_equal_to_the_admin_password(monkeypatch):
+    """Anyone who knows the admin password could then sign session cookies."""
+    with pytest.raises(RuntimeError, match="SUPERSET_SECRET_KEY equals SUPERSET_ADMIN_PASSWORD"):
+        load_config(monkeypatch, SUPERSET_SECRET_KEY=GOOD_KEY, SUPERSET_ADMIN_PASSWORD=GOOD_KEY)
 
 
 def _start_attempt(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -161,6 +194,15 @@ def test_real_start_without_secrets_exits_non_zero(tmp_path):
     result = _start_attempt(tmp_path)
     assert result.returncode != 0
     assert "Refusing to start: SUPERSET_SECRET_KEY is not set" in result.stderr
+
+
+@needs_venv
+def test_real_start_with_a_guessable_key_exits_non_zero(tmp_path):
+    result = _start_attempt(
+        tmp_path, SUPERSET_SECRET_KEY="a" * 32, SUPERSET_ADMIN_PASSWORD=GOOD_PASSWORD
+    )
+    assert result.returncode == 78
+    assert "SUPERSET_SECRET_KEY is not random enough" in result.stderr
 
 
 @needs_venv

@@ -98,10 +98,15 @@ def _load(cls: type[Any], data: dict[str, Any] | None) -> Any:
         return None
 
 
-def load_pid(paths: Paths, name: str) -> PidRecord | None:
-    """The pid record as written, whether or not its process still runs."""
-    record: PidRecord | None = _load(PidRecord, read_json(paths.pid_file(name)))
+def load_pid_file(path: Path) -> PidRecord | None:
+    """The pid record in `path` as written (None when it is not one), running or not."""
+    record: PidRecord | None = _load(PidRecord, read_json(path))
     return record
+
+
+def load_pid(paths: Paths, name: str) -> PidRecord | None:
+    """The service's pid record as written, whether or not its process still runs."""
+    return load_pid_file(paths.pid_file(name))
 
 
 def read_pid(paths: Paths, name: str) -> PidRecord | None:

@@ -11,26 +11,27 @@ not installed, to prove it refuses weak secrets before Superset ever sees them.
 Why refuse instead of warn: a Superset SECRET_KEY signs session cookies and encrypts stored
 database passwords. Superset itself refuses only its own built-in default; any other well-known
 key (a compose fallback, a value copied from ``.env.example``) lets anyone forge an admin session
-(CVE-2023-27524). So any placeholder, missing or short value stops the process here.
+(CVE-2023-27524). So any placeholder, missing, short or guessable value stops the process here,
+and so does a key equal to the admin password (whoever knows one could sign cookies).
+
+Nothing here reads the checkout: the same rules hold in the image, where the package sits in
+site-packages. The unit tests prove that every value ``.env.example`` publishes is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
-from functools import cache
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-# The checkout (src/wikistreams/superset/config.py) for the native editable install; in the image
-# the package sits in site-packages, where SUPERSET_HOME is always set and no .env.example exists.
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
 # Values that are public and therefore never secret: Superset's built-in defaults (current and
-# historical, the keys CVE-2023-27524 lists), the usual placeholders, and whatever our own
-# .env.example ships (read below, so a placeholder added there is refused without editing this).
+# historical, the keys CVE-2023-27524 lists) and the usual placeholders; the pattern below covers
+# the CHANGE_ME family that .env.example uses.
 KNOWN_PLACEHOLDERS = frozenset(
     {
         "CHANGE_ME_TO_A_COMPLEX_RANDOM_SECRET",
@@ -49,6 +50,9 @@ KNOWN_PLACEHOLDERS = frozenset(
 )
 PLACEHOLDER_PATTERN = re.compile(r"change[_\- ]?me|replace[_\- ]?me|placeholder|example|<.*>", re.I)
 MIN_SECRET_KEY_LENGTH = 32
+# Estimated from the key's own characters (below). A random key is far above it: 32 hex digits
+# (128 bits) never scored under 91 in 100,000 draws; 32 x "a" scores 0, "ab" x 16 scores 32.
+MIN_SECRET_KEY_BITS = 80
 MIN_ADMIN_PASSWORD_LENGTH = 10
 
 
@@ -56,58 +60,81 @@ class InsecureConfigError(RuntimeError):
     """Raised at import time so ``superset``/gunicorn exit non-zero with the reason."""
 
 
-@cache
-def _env_example_values(path: Path) -> frozenset[str]:
-    """Every value assigned in ``.env.example``: those are published, so never secret.
-
-    Read once per path: both secrets are checked against the same file at import."""
-    values: set[str] = set()
-    if not path.is_file():
-        return frozenset()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        value = line.split("=", 1)[1].strip().strip("'\"")
-        if value:
-            values.add(value)
-    return frozenset(values)
-
-
-def require_secret(name: str, min_length: int, env_example: Path | None = None) -> str:
-    """Return the environment variable ``name`` or raise when it is missing or a placeholder."""
-    value = os.environ.get(name, "")
-    hint = (
+def _hint(name: str) -> str:
+    return (
         f"Set {name} to a long random value, e.g. `openssl rand -base64 42`, in .env or the "
         "environment (for native runs superset/native.sh init generates one in "
         "var/data/superset/secrets.env)."
     )
+
+
+def require_secret(name: str, min_length: int) -> str:
+    """Return the environment variable ``name`` or raise when it is missing or a placeholder."""
+    value = os.environ.get(name, "")
     if not value.strip():
-        raise InsecureConfigError(f"Refusing to start: {name} is not set. {hint}")
-    published = KNOWN_PLACEHOLDERS | _env_example_values(env_example or REPO_ROOT / ".env.example")
+        raise InsecureConfigError(f"Refusing to start: {name} is not set. {_hint(name)}")
+    published = KNOWN_PLACEHOLDERS
     if value in published or value.lower() in published or PLACEHOLDER_PATTERN.search(value):
         raise InsecureConfigError(
-            f"Refusing to start: {name} is a published placeholder, not a secret. {hint}"
+            f"Refusing to start: {name} is a published placeholder, not a secret. {_hint(name)}"
         )
     if len(value) < min_length:
         raise InsecureConfigError(
-            f"Refusing to start: {name} is shorter than {min_length} characters. {hint}"
+            f"Refusing to start: {name} is shorter than {min_length} characters. {_hint(name)}"
         )
     return value
 
 
-SECRET_KEY = require_secret("SUPERSET_SECRET_KEY", MIN_SECRET_KEY_LENGTH)
+def estimated_bits(value: str) -> float:
+    """Length times the Shannon entropy of the value's own character frequencies.
+
+    An optimistic estimate (it cannot see words or sequences), so it only catches what is
+    plainly not random: few distinct characters, or one character most of the time."""
+    return sum(n * math.log2(len(value) / n) for n in Counter(value).values())
+
+
+def is_repetition(value: str) -> bool:
+    """True for a shorter string repeated ("password" x 4): as guessable as that string."""
+    return len(value) > 1 and value in (value + value)[1:-1]
+
+
+def require_secret_key() -> str:
+    """SUPERSET_SECRET_KEY, refused when ``require_secret`` refuses it or when it is plainly
+    not random enough to sign cookies."""
+    name = "SUPERSET_SECRET_KEY"
+    key = require_secret(name, MIN_SECRET_KEY_LENGTH)
+    bits = estimated_bits(key)
+    if bits < MIN_SECRET_KEY_BITS or is_repetition(key):
+        raise InsecureConfigError(
+            f"Refusing to start: {name} is not random enough (about {bits:.0f} bits estimated "
+            f"from its characters, at least {MIN_SECRET_KEY_BITS} needed, and no repeated "
+            f"pattern). {_hint(name)}"
+        )
+    return key
+
+
+def require_distinct(key: str, admin_password: str) -> None:
+    """Whoever knows the admin password must not be able to sign session cookies."""
+    if key == admin_password:
+        raise InsecureConfigError(
+            "Refusing to start: SUPERSET_SECRET_KEY equals SUPERSET_ADMIN_PASSWORD, so whoever "
+            f"knows the password could sign session cookies. {_hint('SUPERSET_SECRET_KEY')}"
+        )
+
+
+SECRET_KEY = require_secret_key()
 # Not used by Superset itself: init_superset.sh creates the admin from it. Checked here too so a
 # server never runs next to an admin account whose password is a placeholder.
 ADMIN_PASSWORD = require_secret("SUPERSET_ADMIN_PASSWORD", MIN_ADMIN_PASSWORD_LENGTH)
+require_distinct(SECRET_KEY, ADMIN_PASSWORD)
 
 # --- metadata database -------------------------------------------------------------------------
 # PostgreSQL in compose (SUPERSET_DATABASE_URI=postgresql+psycopg2://...), SQLite under var/
 # natively: one file, nothing else to run, kept across restarts.
 # Absolute, so a relative SUPERSET_HOME cannot point SQLite somewhere else per working directory.
-DATA_DIR = str(
-    Path(os.environ.get("SUPERSET_HOME", REPO_ROOT / "var" / "data" / "superset")).resolve()
-)
+# native.sh and the image always set it; without it, var/data/superset below the working
+# directory (a checkout's root, as for every other native path).
+DATA_DIR = str(Path(os.environ.get("SUPERSET_HOME", "var/data/superset")).resolve())
 SQLALCHEMY_DATABASE_URI = os.environ.get(
     "SUPERSET_DATABASE_URI", f"sqlite:///{Path(DATA_DIR) / 'superset.db'}"
 )
