@@ -15,7 +15,6 @@ from wikistreams.producer.position import Position
 from wikistreams.producer.sink import decode_headers
 from wikistreams.producer.source import RawEvent
 
-
 # The settings `Pipeline` takes as keyword arguments of the same name (required there).
 PIPELINE_SETTINGS = (
     "dedupe_window",
@@ -28,7 +27,10 @@ PIPELINE_SETTINGS = (
 
 def pipeline_settings(**overrides: object) -> dict[str, object]:
     """`Pipeline`'s settings at their one default (`config.Settings`), then `overrides`."""
-    return {**{name: Settings.model_fields[name].default for name in PIPELINE_SETTINGS}, **overrides}
+    return {
+        **{name: Settings.model_fields[name].default for name in PIPELINE_SETTINGS},
+        **overrides,
+    }
 
 
 class FrameSource:

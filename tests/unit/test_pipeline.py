@@ -4,6 +4,7 @@ events; Kafka itself is exercised by tests/integration (test_exactly_once, test_
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import orjson
@@ -19,6 +20,7 @@ from tests.fakes import (
     run_until_done,
 )
 from tests.standins import recentchange_dir
+from wikistreams.producer.config import Settings
 from wikistreams.producer.decode import decode_event
 from wikistreams.producer.pipeline import Outcome, Pipeline
 from wikistreams.producer.position import new_position
@@ -69,7 +71,9 @@ def test_a_parked_entity_edit_is_overtaken_and_holds_the_watermark_until_it_leav
     exactly: from before the edit, dropping what was already published."""
     source = FrameSource([RawEvent(ENTITY_EDIT, "sse-entity"), *frames(10)], pace_seconds=0.02)
     sink = RecordingSink()
-    run = pipeline(sink, workers=SilentWorkers(), enrich_max_delay_seconds=1.0, commit_interval_seconds=0.01)
+    run = pipeline(
+        sink, workers=SilentWorkers(), enrich_max_delay_seconds=1.0, commit_interval_seconds=0.01
+    )
     assert run_until_done(run, source) is Outcome.OK
 
     published = ids_of(sink.published)
@@ -132,6 +136,31 @@ def test_nothing_new_means_no_commit():
 
 
 # --- dead letters and failures ----------------------------------------------------------------
+
+
+def test_an_event_id_too_long_for_the_position_is_a_dead_letter_and_the_record_stays_small():
+    """Three 450 KB `meta.id`s once made a 1.35 MB position record that Kafka refused."""
+    huge = []
+    for i in range(3):
+        event = orjson.loads(EVENTS[i])
+        event["meta"]["id"] = f"{i}-" + "i" * 450_000
+        huge.append(RawEvent(orjson.dumps(event), f"sse-huge-{i}"))
+    source = FrameSource([*frames(10), *huge, *frames()[10:]])
+    sink = RecordingSink()
+    assert run_until_done(pipeline(sink), source) is Outcome.OK
+    assert [h["stage"] for _value, h in sink.dead_letters] == ["validate"] * 3
+    assert all("meta.id" in h["exception.message"] for _value, h in sink.dead_letters)
+    assert ids_of(sink.published) == frame_ids(frames())
+    assert max(len(p.encode()) for _batch, p in sink.committed) < 10_000
+
+
+def test_every_pipeline_setting_comes_from_the_settings_default_only():
+    """`Pipeline(commit_max_events=5000)` had drifted from the setting's 50,000: a parameter
+    named like a setting has no default of its own."""
+    params = inspect.signature(Pipeline).parameters
+    settings = [p for name, p in params.items() if name in Settings.model_fields]
+    assert {p.name for p in settings} >= {"commit_max_events", "commit_interval_seconds"}
+    assert [p.name for p in settings if p.default is not inspect.Parameter.empty] == []
 
 
 def test_a_bad_frame_is_dead_lettered_with_its_reason_and_the_stream_goes_on():

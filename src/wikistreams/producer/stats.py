@@ -17,7 +17,8 @@ COUNTERS = (
     "delivery_errors",
     "duplicates_dropped",
     "canary_dropped",
-    "position_full_waits",  # inbox rounds skipped: too many events past the oldest parked one
+    "position_full_waits",  # inbox rounds skipped: the ids past the oldest parked event fill
+    # their share of the position record (`position.BEYOND_MAX_BYTES`)
 )
 
 
