@@ -140,6 +140,7 @@ def _problem(source: EventStreamSource) -> tuple[dict, str]:
     [
         ("refused", Cause.refused, "connection refused"),
         ("dns", Cause.dns, "DNS"),
+        ("tls", Cause.tls, "TLS handshake failed"),
         ("503", Cause.http_status, "HTTP 503"),
         ("stall", Cause.stalled, "connected, but the server sends nothing"),
     ],
@@ -150,6 +151,7 @@ def test_a_silent_stream_is_a_problem_with_its_cause(sse_server_factory, where, 
     url = {
         "refused": f"http://127.0.0.1:{free_port()}/v2/stream/recentchange",
         "dns": "http://stream.invalid/v2/stream/recentchange",
+        "tls": server.url.replace("http://", "https://"),  # the stand-in speaks plain HTTP
     }.get(where, server.url)
     if where == "503":
         server.behaviour.reject_next, server.behaviour.reject_status = 10_000, 503

@@ -131,8 +131,8 @@ class Settings(KafkaSettings):
         120.0,
         gt=0,
         description="Longest wait the stream's server can ask for (a Retry-After on 429/503, "
-        "the SSE `retry:` field); a longer or unreadable one waits this long, logged "
-        "(sse_retry_after_capped, sse_retry_capped). The Wikidata client has its own cap",
+        "the SSE `retry:` field); a longer one waits this long, logged (sse_retry_after_capped, "
+        "sse_retry_capped), an unreadable one is ignored. The Wikidata client has its own cap",
     )
     source_stall_seconds: float = Field(
         60.0,
@@ -157,8 +157,9 @@ class Settings(KafkaSettings):
         ge=0,
         le=BACKFILL_HOURS_MAX,
         description="On a first start (no stored position) read this much of EventStreams' "
-        "history (`since`) before going live, so dashboards are full at once; 0 = off. A "
-        "restart resumes by position and never backfills again",
+        "history (`since`, counted back from each connect attempt) before going live, so "
+        "dashboards are full at once; 0 = off. A restart resumes by position and never "
+        "backfills again",
     )
     dedupe_window: int = Field(
         100_000, ge=0, description="How many recent meta.id values are kept to drop replays"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -46,40 +45,41 @@ _LABELS = {
 }
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """The error and what caused it: `__cause__`, `__context__`, urllib3's `reason`, and the
-    exception requests wraps in its first argument (bounded: chains can loop)."""
-    todo: list[BaseException] = [error]
-    seen: set[int] = set()
-    while todo and len(seen) < 20:
-        item = todo.pop()
-        if id(item) in seen:
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and what caused it, outermost first: `__cause__`, `__context__`, urllib3's
+    `reason`, and the exception requests wraps in its first argument (bounded: chains loop)."""
+    chain: list[BaseException] = []
+    todo = [error]
+    while todo and len(chain) < 20:
+        item = todo.pop(0)
+        if any(item is seen for seen in chain):
             continue
-        seen.add(id(item))
-        yield item
-        linked = [item.__cause__, item.__context__, getattr(item, "reason", None)]
-        todo += [e for e in (*linked, *item.args[:1]) if isinstance(e, BaseException)]
+        chain.append(item)
+        linked = (item.__cause__, item.__context__, getattr(item, "reason", None), *item.args[:1])
+        todo += [e for e in linked if isinstance(e, BaseException)]
+    return chain
 
 
 def classify(error: BaseException) -> tuple[Cause, str]:
-    """The cause of a failed connection and one line for people (HTTP errors name the status)."""
-    chain = list(_chain(error))
-    text = f"{type(error).__name__}: {error}"[:DETAIL_CHARS]
-
-    def has(*kinds: type[BaseException]) -> bool:
-        return any(isinstance(e, kinds) for e in chain)
-
+    """The cause of a failed connection and one line for people: what it means, then the
+    innermost error that says it (e.g. `[Errno -2] Name or service not known`)."""
     if isinstance(error, requests.HTTPError) and error.response is not None:
-        return Cause.http_status, f"HTTP {error.response.status_code} ({text})"
+        return Cause.http_status, f"HTTP {error.response.status_code} ({_text(error)})"
+    chain = _chain(error)
     for cause, kinds in (
         (Cause.dns, (socket.gaierror, urllib3.exceptions.NameResolutionError)),
         (Cause.tls, (ssl.SSLError, urllib3.exceptions.SSLError, requests.exceptions.SSLError)),
         (Cause.refused, (ConnectionRefusedError,)),
         (Cause.timeout, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)),
     ):
-        if has(*kinds):
-            return cause, f"{_LABELS[cause]} ({text})"
-    return Cause.connection, f"{_LABELS[Cause.connection]} ({text})"
+        found = [e for e in chain if isinstance(e, kinds)]
+        if found:
+            return cause, f"{_LABELS[cause]} ({_text(found[-1])})"
+    return Cause.connection, f"{_LABELS[Cause.connection]} ({_text(error)})"
+
+
+def _text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:DETAIL_CHARS]
 
 
 @dataclass
