@@ -101,6 +101,14 @@ def delete_topics(*topics: str) -> None:
             pass
 
 
+@pytest.fixture
+def topic():
+    """A topic name of the test's own (and its dead-letter topic), deleted afterwards."""
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topics(name, f"{name}.dlq")
+
+
 def run_producer(workdir: Path, env: dict) -> subprocess.CompletedProcess:
     """The real producer as a process, replaying a file until it ends."""
     return subprocess.run(

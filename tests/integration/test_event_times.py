@@ -16,7 +16,7 @@ import pytest
 
 from wikistreams.producer.sink import decode_headers
 from tests.conftest import recorded_events
-from tests.integration.conftest import delete_topics, run_producer
+from tests.integration.conftest import run_producer
 from tests.integration.test_exactly_once import assert_exactly_once
 from tests.integration.test_producer_kafka import Producer, read_topic, recording
 from tests.standins.sse_server import Frame, SseStandIn, live_id
@@ -25,13 +25,6 @@ pytestmark = pytest.mark.integration
 
 GOOD = 300
 RECORDING = "editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl"
-
-
-@pytest.fixture
-def topic():
-    name = f"it-times-{uuid.uuid4().hex[:8]}"
-    yield name
-    delete_topics(name, f"{name}.dlq")
 
 
 def retimed(data: bytes, dt: str, new_id: bool = False) -> bytes:

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -16,7 +15,6 @@ from wikistreams.producer.config import load_settings
 from wikistreams.producer.events import WikidataLabels
 from tests.conftest import event_ids, wait_until
 from tests.integration.test_exactly_once import all_records, assert_exactly_once
-from tests.integration.conftest import delete_topics
 from tests.integration.test_producer_kafka import Producer, recording
 from tests.standins import TEST_CONTACT
 
@@ -77,13 +75,6 @@ def test_negative_entries_expire_sooner(redis_url):
     time.sleep(1.5)
     got = cache.get_many(["Q1", "Q10908976"])
     assert "Q1" in got and "Q10908976" not in got
-
-
-@pytest.fixture
-def topic():
-    name = f"it-redis-{uuid.uuid4().hex[:8]}"
-    yield name
-    delete_topics(name, f"{name}.dlq")
 
 
 def test_a_redis_that_is_down_is_run_without_then_used_once_it_is_up(tmp_path):

@@ -269,13 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_gzip_bomb(self, size: int) -> None:
         """Gzip of `size` bytes of JSON whitespace followed by a real answer: valid JSON for a
         client that inflates it all (and holds `size` bytes doing so)."""
-        body = _gzip_bomb(size)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._send_gzip(_gzip_bomb(size))
 
     def _drip(self, body: bytes, pause: float) -> None:
         """Headers at once, then the body a byte at a time until done or the client hangs up."""
@@ -299,7 +293,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def send_bad_gzip(self) -> None:
-        body = b"this is not gzip at all, though the header says so"
+        self._send_gzip(b"this is not gzip at all, though the header says so")
+
+    def _send_gzip(self, body: bytes) -> None:
+        """`body` as is, labelled `Content-Encoding: gzip`."""
         self.send_response(200)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Encoding", "gzip")

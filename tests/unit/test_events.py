@@ -172,14 +172,6 @@ def test_hostile_input_is_a_stage_error_not_a_crash(data, stage):
 
 
 NOW = datetime(2026, 12, 8, 12, 0, tzinfo=timezone.utc)
-EVENT = {
-    "meta": {"id": "dd8c5690-2222-11e8-a2ad-1418776134f3", "dt": ""},
-    "type": "edit",
-    "namespace": 0,
-    "title": "Q42",
-    "wiki": "wikidatawiki",
-    "server_name": "www.wikidata.org",
-}
 
 
 @pytest.mark.parametrize(
@@ -197,6 +189,6 @@ EVENT = {
 )
 def test_event_time_bounds(dt, max_age, refused):
     bounds = EventTimeBounds(max_age, 3600, clock=NOW.timestamp)
-    change = decode_event(json.dumps({**EVENT, "meta": {**EVENT["meta"], "dt": dt}}).encode())
+    change = decode_event(json.dumps(_event(meta={"id": "x", "dt": dt})).encode())
     problem = bounds.problem(change.meta.dt)
     assert problem is None if refused is None else refused in problem
