@@ -2,7 +2,8 @@
 # One-shot Superset initialisation, the same natively (via native.sh init) and in compose (the
 # superset-init service). Safe to run any number of times:
 #   1. migrate the metadata database,
-#   2. create the admin from SUPERSET_ADMIN_* when it does not exist yet (never reset it; the
+#   2. create the admin from SUPERSET_ADMIN_*, or set its password when SUPERSET_ADMIN_PASSWORD
+#      changed since the last init (a password changed in the UI stays while it has not; the
 #      password is read from the environment, never passed on a command line),
 #   3. sync roles and permissions,
 #   4. import the dashboard bundle from superset/dashboards/ (overwrite by UUID).

@@ -20,6 +20,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from tests.integration.superset_api import SupersetApi
@@ -85,8 +86,11 @@ def superset():
         SUPERSET_ADMIN_PASSWORD=secrets.token_urlsafe(18),
         SUPERSET_VENV=str(VENV),
     )
+    first_password = env["SUPERSET_ADMIN_PASSWORD"]
     imports = []
-    for _ in range(2):  # the second run must change nothing but the timestamps
+    for attempt in range(2):  # the second run must change nothing but the timestamps...
+        if attempt:  # ...and the admin's password, changed in between as an operator does
+            env["SUPERSET_ADMIN_PASSWORD"] = secrets.token_urlsafe(18)
         started = time.monotonic()
         result = _native(env, "init")
         summary = _import_summary(result)
@@ -94,7 +98,7 @@ def superset():
         imports.append(summary)
     MEASURED["imports"] = imports
     _native(env, "start", timeout=300)
-    state = {"env": env, "imports": imports}
+    state = {"env": env, "imports": imports, "first_password": first_password}
     state["api"] = SupersetApi("admin", env["SUPERSET_ADMIN_PASSWORD"], BASE_URL)
     yield state
     subprocess.run(["bash", str(NATIVE), "stop"], env=env, capture_output=True, timeout=120)
@@ -122,6 +126,19 @@ def test_import_twice_leaves_exactly_one_of_each(superset):
     assert len(api.list_all("chart")) == EXPECTED_CHARTS
     assert [d["table_name"] for d in api.list_all("dataset")] == ["wikimedia_recentchange"]
     assert [d["database_name"] for d in api.list_all("database")] == ["Druid"]
+
+
+def test_init_applies_a_changed_admin_password(superset):
+    """The second init ran with a new SUPERSET_ADMIN_PASSWORD: the account has it, not the old."""
+    current = superset["env"]["SUPERSET_ADMIN_PASSWORD"]
+    assert superset["first_password"] != current
+    old = requests.post(
+        f"{BASE_URL}/api/v1/security/login",
+        json={"username": "admin", "password": superset["first_password"], "provider": "db"},
+        timeout=30,
+    )
+    assert old.status_code == 401, old.text
+    assert SupersetApi("admin", current, BASE_URL).list_all("dashboard")
 
 
 def _test_connection(api: SupersetApi) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
 from wikistreams.producer.config import SettingsError, load_settings
-from wikistreams.producer.contact import ContactError, check_contact, published_values
+from wikistreams.producer.contact import SETTING, ContactError, check_contact
 from tests.standins import REPO_ROOT
+
+# Where the project publishes example values: whatever they hold is a placeholder by definition.
+PUBLISHED_IN = (".env.example", "README.md")
+PUBLISHED_VALUE = re.compile(rf"{SETTING}=(\"[^\"]*\"|'[^']*'|\S+)")
 
 ACCEPTED = [
     "ops@wikistreams.dev",
@@ -21,7 +26,7 @@ ACCEPTED = [
 REFUSED = {
     "": "is empty",
     "   ": "is empty",
-    "you@example.org": "placeholder",  # .env.example and the README
+    "you@example.org": "reserved domain",  # .env.example
     "ops@example.com": "reserved domain",
     "ops@example.net": "reserved domain",
     "me@mail.example.co.kr": "reserved domain",
@@ -55,7 +60,17 @@ def test_refuses_placeholders_and_non_contacts_in_one_line(value, reason):
     assert "\n" not in message and message.startswith("USER_AGENT_CONTACT")
 
 
+def published_values() -> set[str]:
+    """Every value the project's documents show for the setting."""
+    values: set[str] = set()
+    for name in PUBLISHED_IN:
+        text = (REPO_ROOT / name).read_text(encoding="utf-8")
+        values.update(m.group(1).strip("'\"") for m in PUBLISHED_VALUE.finditer(text))
+    return values
+
+
 def test_every_value_the_docs_publish_is_refused():
+    """By the rules alone: the installed package (the image, a wheel) has no documents to read."""
     published = published_values()
     assert "you@example.org" in published  # .env.example, generated from the settings model
     assert any("your" in value for value in published)  # the README's make up commands
@@ -69,7 +84,7 @@ def test_a_copied_env_example_refuses_to_start_the_producer(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("USER_AGENT_CONTACT", raising=False)
     (tmp_path / ".env").write_text((REPO_ROOT / ".env.example").read_text(encoding="utf-8"))
-    with pytest.raises(SettingsError, match="USER_AGENT_CONTACT: .*placeholder"):
+    with pytest.raises(SettingsError, match="USER_AGENT_CONTACT: .*reserved domain"):
         load_settings()
 
 
@@ -85,4 +100,4 @@ def test_runs_without_the_project_installed():
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 1 and "placeholder" in bad.stderr
+    assert bad.returncode == 1 and "reserved domain" in bad.stderr

@@ -590,10 +590,10 @@ def fake_bin(tmp_path: Path, **programs: str) -> Path:
 
 def test_prereq_names_every_missing_program_with_its_install_command(tmp_path):
     folder = fake_bin(tmp_path, java="echo 'openjdk version \"11.0.2\" 2019-01-15' >&2")
-    reqs = prereq.requirements(str(folder / "python3"))
+    reqs = prereq.requirements(str(folder / "python3"), ROOT)
     problems = [p for p in (prereq.check(r, str(folder))[1] for r in reqs) if p]
     labels = [p.requirement.label for p in problems]
-    go = ".".join(map(str, prereq.go_minimum()))
+    go = ".".join(map(str, prereq.go_minimum(ROOT)))
     assert labels == [
         "java 17+",
         "mvn 3.8+",
@@ -624,7 +624,8 @@ def test_prereq_reads_the_versions_the_real_programs_print(tmp_path):
         go="echo go9.1.0",
         **{"redis-server": "", "chromium": "", "chromedriver": "", "jq": ""},
     )
-    results = [prereq.check(r, str(folder)) for r in prereq.requirements(str(folder / "python3"))]
+    reqs = prereq.requirements(str(folder / "python3"), ROOT)
+    results = [prereq.check(r, str(folder)) for r in reqs]
     assert [problem for _, problem in results] == [None] * len(results)
     assert [version for version, _ in results][:4] == [
         "17.0.15",
@@ -633,7 +634,7 @@ def test_prereq_reads_the_versions_the_real_programs_print(tmp_path):
         ".".join(map(str, sys.version_info[:3])),
     ]
     old_java = fake_bin(tmp_path / "old", java="echo 'java version \"1.8.0_362\"' >&2")
-    _, problem = prereq.check(prereq.requirements()[0], str(old_java))
+    _, problem = prereq.check(prereq.requirements(root=ROOT)[0], str(old_java))
     assert problem is not None and problem.found.endswith("is 8.0")  # Java 8
 
 

@@ -39,7 +39,7 @@ RULES = _yaml(PROVISIONING / "alerting" / "rules.yaml")
 def test_generated_files_are_up_to_date():
     stale = [
         str(path.relative_to(ROOT))
-        for path, text in gp.rendered_files().items()
+        for path, text in gp.rendered_files(ROOT).items()
         if not path.exists() or path.read_text() != text
     ]
     assert not stale, f"run `python -m wikistreams.grafana.provisioning`; stale: {stale}"

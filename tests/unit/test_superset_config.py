@@ -500,7 +500,7 @@ def test_gunicorn_keeps_its_default_request_limits(tmp_path):
 INIT = ROOT / "superset" / "init_superset.sh"
 FAKE_SUPERSET_PACKAGE = {
     "__init__.py": """
-import json, os
+import json, os, types
 
 STATE = os.environ["FAKE_SUPERSET_STATE"]
 
@@ -523,8 +523,13 @@ class _SecurityManager:
     def find_user(self, username=None, email=None):
         for user in _load()["users"].values():
             if user["username"] == username or (email and user["email"] == email):
-                return user
+                return types.SimpleNamespace(id=user["username"], **user)
         return None
+
+    def reset_password(self, userid, password):
+        state = _load()
+        state["users"][userid]["password"] = password
+        _save(state)
 
     def find_role(self, name):
         return name if name in _load()["roles"] else None
@@ -593,6 +598,7 @@ def _run_init(tmp_path: Path, password: str) -> subprocess.CompletedProcess:
         ARGV_LOG=str(tmp_path / "argv.log"),
         FAKE_SUPERSET_STATE=str(tmp_path / "state.json"),
         SUPERSET_ADMIN_PASSWORD=password,
+        SUPERSET_HOME=str(tmp_path / "home"),
     )
     # From the repository root, whose superset/ folder must not shadow the (stand-in) package.
     return subprocess.run(
@@ -620,14 +626,33 @@ def test_init_creates_admin_without_password_in_argv(tmp_path):
     assert "created admin 'admin'" in result.stderr
 
 
-def test_init_leaves_existing_admin_password_as_is(tmp_path):
+def _admin_password(tmp_path: Path) -> str:
+    return json.loads((tmp_path / "state.json").read_text())["users"]["admin"]["password"]
+
+
+def test_init_sets_a_changed_admin_password(tmp_path):
+    """Changing SUPERSET_ADMIN_PASSWORD changes the account's password at the next init."""
     assert _run_init(tmp_path, GOOD_PASSWORD).returncode == 0
     result = _run_init(tmp_path, "Another-pass-456")
     assert result.returncode == 0, result.stderr
-    assert "admin 'admin' exists (password left as is)" in result.stderr
-    state = json.loads((tmp_path / "state.json").read_text())
-    assert state["users"]["admin"]["password"] == GOOD_PASSWORD
+    assert "password set from SUPERSET_ADMIN_PASSWORD (changed)" in result.stderr
+    assert _admin_password(tmp_path) == "Another-pass-456"
     assert "Another-pass-456" not in (tmp_path / "argv.log").read_text()
+    record = tmp_path / "home" / "admin-password.applied"
+    assert record.stat().st_mode & 0o777 == 0o600
+    assert "Another-pass-456" not in record.read_text()
+
+
+def test_init_keeps_a_password_changed_in_the_ui(tmp_path):
+    """Unchanged SUPERSET_ADMIN_PASSWORD: a password set in Superset's UI since stays."""
+    assert _run_init(tmp_path, GOOD_PASSWORD).returncode == 0
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["users"]["admin"]["password"] = "Set-in-the-UI-789"
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    result = _run_init(tmp_path, GOOD_PASSWORD)
+    assert result.returncode == 0, result.stderr
+    assert "unchanged since the last init, so its password is left as is" in result.stderr
+    assert _admin_password(tmp_path) == "Set-in-the-UI-789"
 
 
 def test_init_refuses_without_admin_password(tmp_path):

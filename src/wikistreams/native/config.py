@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from wikistreams.native.paths import ROOT, Paths
+from wikistreams.native.paths import MARKER, ROOT, ROOT_ENV, Paths
 
 # Overridable so tests can drive the launcher with throw-away service definitions.
 SERVICES_ENV = "NATIVECTL_SERVICES_FILE"
-DEFAULT_SERVICES_FILE = ROOT / "native" / "services.toml"
+DEFAULT_SERVICES_FILE = ROOT / MARKER
 VERSIONS_FILE = ROOT / "native" / "versions.env"
 
 # Only [A-Za-z0-9_] names, so JSON such as [{"path":...}] passes through untouched.
@@ -177,6 +177,11 @@ def read_env_file(path: Path = VERSIONS_FILE) -> dict[str, str]:
 def load_config(path: Path | None = None, paths: Paths | None = None) -> Config:
     """Read services.toml into typed objects and reject unknown keys and dangling references."""
     path = Path(path or services_file()).resolve()
+    if path == DEFAULT_SERVICES_FILE.resolve() and not path.is_file():
+        raise NativeError(
+            f"{ROOT} is not a WikiStreams checkout (no {MARKER}): the launcher runs the services "
+            f"from a checkout's files; run it from the checkout's root or set {ROOT_ENV}"
+        )
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -1,9 +1,15 @@
-"""Where the launcher keeps its state: the repository root and the `var/` folder.
+"""Where the launcher keeps its state: the checkout it runs in and the `var/` folder.
 
-`var/` is `<repo>/var` unless WIKISTREAMS_VAR_DIR names another folder. Everything the launcher
-writes lives below it (pid and keeper records, locks, logs, data, Maven-resolved jars), so a test
-that points it at a temporary folder never meets a developer's running stack, and two folders
-are two independent stacks (as long as their ports differ).
+The launcher needs a checkout (native/services.toml, the Druid and Superset folders). That is
+WIKISTREAMS_ROOT when set; else the checkout this code is in, as `make venv`'s editable install
+is; else the working directory. An installed wheel sits in a virtualenv, never in a checkout, so
+it never writes there: it works in the folder it is run from, and config.load_config says so when
+that folder is not a checkout.
+
+`var/` is `<checkout>/var` unless WIKISTREAMS_VAR_DIR names another folder. Everything the
+launcher writes lives below it (pid and keeper records, locks, logs, data, Maven-resolved jars),
+so a test that points it at a temporary folder never meets a developer's running stack, and two
+folders are two independent stacks (as long as their ports differ).
 """
 
 from __future__ import annotations
@@ -13,7 +19,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT_ENV = "WIKISTREAMS_ROOT"
+# What makes a folder a checkout, for the launcher.
+MARKER = Path("native/services.toml")
+
+
+def find_root(environ: Mapping[str, str] = os.environ, source: Path = Path(__file__)) -> Path:
+    """WIKISTREAMS_ROOT, else the checkout holding `source` (src/wikistreams/native/paths.py),
+    else the working directory."""
+    value = environ.get(ROOT_ENV, "")
+    if value:
+        return Path(value).resolve()
+    checkout = source.resolve().parents[3]
+    return checkout if (checkout / MARKER).is_file() else Path.cwd()
+
+
+ROOT = find_root()
 VAR_ENV = "WIKISTREAMS_VAR_DIR"
 
 

@@ -8,10 +8,11 @@ tools and the compose checker (at least the newest `go` line of their go.mod fil
 with venv for .venv and Superset's own virtualenv, make, Redis, Chromium and ChromeDriver for the
 dashboard tests, and jq for deploy/render-env.sh.
 
-    python3 src/wikistreams/native/prereq.py [--python python3]     (`make prereq`)
+    python3 src/wikistreams/native/prereq.py [--python python3] [--root .]   (`make prereq`)
 
 Standard library only, and run with the system Python by its path, so it works before any
-virtualenv exists.
+virtualenv exists. The Go version comes from the checkout's go.mod files: `--root`, by default
+the working directory (make runs it from the checkout's root).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
-ROOT = Path(__file__).resolve().parents[3]
 GO_MODULES = ("logs/*/go.mod", "tools/*/go.mod")
 PROBE_SECONDS = 30.0
 Version = Tuple[int, ...]  # not tuple[...]: an old python3 must still get the message
@@ -45,18 +45,27 @@ class Requirement:
     pattern: str = ""  # group 1 is the version in what the probe printed
 
 
-def go_minimum(root: Path = ROOT) -> Version:
+class NotACheckout(Exception):
+    """The folder holds none of the go.mod files the Go requirement is read from."""
+
+
+def go_minimum(root: Path = Path(".")) -> Version:
     """The newest `go` directive of the project's go.mod files (a go older than that fails)."""
-    found: list[Version] = [(1, 22)]
+    found: list[Version] = []
     for pattern in GO_MODULES:
         for gomod in root.glob(pattern):
             match = re.search(r"^go (\d+(?:\.\d+)*)\s*$", gomod.read_text(), re.M)
             if match:
                 found.append(parse_version(match.group(1)))
+    if not found:
+        raise NotACheckout(
+            f"{root.resolve()} has no {' or '.join(GO_MODULES)}: run this from the WikiStreams "
+            "checkout's root (or pass --root)"
+        )
     return max(found)
 
 
-def requirements(python: str = "python3", root: Path = ROOT) -> list[Requirement]:
+def requirements(python: str = "python3", root: Path = Path(".")) -> list[Requirement]:
     go = go_minimum(root)
     go_text = ".".join(map(str, go))
     return [
@@ -164,10 +173,16 @@ def report(problems: list[Problem]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check what `make test` needs.")
     parser.add_argument("--python", default="python3", help="the Python make uses ($(PYTHON))")
+    parser.add_argument("--root", type=Path, default=Path("."), help="the checkout (default: .)")
     args = parser.parse_args(argv)
     found: list[str] = []
     problems: list[Problem] = []
-    for req in requirements(args.python):
+    try:
+        wanted = requirements(args.python, args.root)
+    except NotACheckout as exc:
+        print(f"make test: {exc}", file=sys.stderr)
+        return 2
+    for req in wanted:
         version, problem = check(req)
         if problem is not None:
             problems.append(problem)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from wikistreams.superset.applied import AppliedPassword
 from wikistreams.superset.assets import (
     BUNDLE_ROOT,
     BundleError,
@@ -37,20 +38,26 @@ class SetupError(Exception):
     """Superset's metadata database is not in a state this tool can continue from."""
 
 
-def ensure_admin(username: str, email: str, password: str) -> bool:
-    """Create the admin with the Admin role when missing; True when it was created.
+def ensure_admin(username: str, email: str, password: str, applied: AppliedPassword) -> str:
+    """Create the admin with the Admin role, or give it the environment's password when that
+    changed since the last init: "created", "updated" or "unchanged".
 
-    An existing admin is never touched: its password may have been changed in the UI since, and
-    resetting it on every ``init`` would undo that. The password comes from the caller (the
-    environment), never from a command line, which every user of the machine can read.
+    A password changed in the UI stays as long as SUPERSET_ADMIN_PASSWORD stays what init applied
+    last (``applied``). The password comes from the caller (the environment), never from a
+    command line, which every user of the machine can read.
     """
     from superset.app import create_app
 
     with create_app().app_context():
         from superset.extensions import security_manager as sm
 
-        if sm.find_user(username=username) is not None:
-            return False
+        user = sm.find_user(username=username)
+        if user is not None:
+            if applied.matches(username, password):
+                return "unchanged"
+            sm.reset_password(user.id, password)
+            applied.record(username, password)
+            return "updated"
         if sm.find_user(email=email) is not None:
             raise SetupError(f"another user already has the e-mail {email}")
         role = sm.find_role(sm.auth_role_admin) or sm.add_role(sm.auth_role_admin)
@@ -64,7 +71,8 @@ def ensure_admin(username: str, email: str, password: str) -> bool:
         )
         if not user:
             raise SetupError(f"creating admin {username!r} failed (see the log above)")
-        return True
+        applied.record(username, password)
+        return "created"
 
 
 @contextmanager

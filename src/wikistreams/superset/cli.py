@@ -5,6 +5,7 @@
     python -m wikistreams.superset.cli import DIR [--username U]  overwrite-import (Superset venv)
     python -m wikistreams.superset.cli export DIR [--zip OUT]     export + normalise (Superset venv)
     python -m wikistreams.superset.cli create-admin [--username U --email E]   (Superset venv)
+                                      (creates it, or applies a changed SUPERSET_ADMIN_PASSWORD)
     python -m wikistreams.superset.cli check-config               exit 78 on a refused secret
 
 ``build`` and ``normalise`` need only PyYAML; ``import``, ``export`` and ``create-admin`` run in
@@ -21,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from wikistreams.superset.applied import AppliedPassword
 from wikistreams.superset.app import SetupError, ensure_admin, export_bundle, import_bundle
 from wikistreams.superset.assets import BundleError, build_zip, normalise
 
@@ -45,10 +47,14 @@ def _create_admin(username: str, email: str) -> None:
     password = os.environ.get("SUPERSET_ADMIN_PASSWORD", "")
     if not password:
         raise SetupError("SUPERSET_ADMIN_PASSWORD must be set")
-    if ensure_admin(username, email, password):
-        print(f"[superset-init] created admin {username!r}", file=sys.stderr)
-    else:
-        print(f"[superset-init] admin {username!r} exists (password left as is)", file=sys.stderr)
+    outcome = ensure_admin(username, email, password, AppliedPassword.in_home())
+    said = {
+        "created": f"created admin {username!r}",
+        "updated": f"admin {username!r}: password set from SUPERSET_ADMIN_PASSWORD (changed)",
+        "unchanged": f"admin {username!r} exists; SUPERSET_ADMIN_PASSWORD unchanged since the "
+        "last init, so its password is left as is",
+    }
+    print(f"[superset-init] {said[outcome]}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     p_export.add_argument("bundle_dir", type=Path)
     p_export.add_argument("--username", default=user)
     p_export.add_argument("--zip", type=Path, default=None, help="also keep the raw export zip")
-    p_admin = sub.add_parser("create-admin", help="create the admin when missing (never reset)")
+    p_admin = sub.add_parser(
+        "create-admin", help="create the admin, or set SUPERSET_ADMIN_PASSWORD when it changed"
+    )
     p_admin.add_argument("--username", default=user)
     p_admin.add_argument(
         "--email", default=os.environ.get("SUPERSET_ADMIN_EMAIL", "admin@wikistreams.invalid")

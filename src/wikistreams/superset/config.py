@@ -29,6 +29,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from wikistreams.superset.home import superset_home
+
 # Values that are public and therefore never secret: Superset's built-in defaults (current and
 # historical, the keys CVE-2023-27524 lists) and the usual placeholders; the pattern below covers
 # the CHANGE_ME family that .env.example uses.
@@ -131,10 +133,7 @@ require_distinct(SECRET_KEY, ADMIN_PASSWORD)
 # --- metadata database -------------------------------------------------------------------------
 # PostgreSQL in compose (SUPERSET_DATABASE_URI=postgresql+psycopg2://...), SQLite under var/
 # natively: one file, nothing else to run, kept across restarts.
-# Absolute, so a relative SUPERSET_HOME cannot point SQLite somewhere else per working directory.
-# native.sh and the image always set it; without it, var/data/superset below the working
-# directory (a checkout's root, as for every other native path).
-DATA_DIR = str(Path(os.environ.get("SUPERSET_HOME", "var/data/superset")).resolve())
+DATA_DIR = str(superset_home())
 SQLALCHEMY_DATABASE_URI = os.environ.get(
     "SUPERSET_DATABASE_URI", f"sqlite:///{Path(DATA_DIR) / 'superset.db'}"
 )
