@@ -5,6 +5,8 @@ import pytest
 from wikistreams.producer.dedupe import RecentIds
 from wikistreams.producer.events import MAX_EVENT_ID_CHARS
 from wikistreams.producer.position import (
+    IDS_MAX_BYTES,
+    MAX_ID_BYTES,
     MAX_WATERMARK_CHARS,
     POSITION_MAX_BYTES,
     RECENT_BELOW,
@@ -152,6 +154,11 @@ def test_ids_past_the_watermark_are_bounded_by_their_bytes_not_their_count():
         assert len(record) <= POSITION_MAX_BYTES
 
 
+def test_the_recent_ids_alone_never_fill_the_record():
+    """Once the parked events leave, only the recent ids are left: reading can always go on."""
+    assert RECENT_BELOW * MAX_ID_BYTES < IDS_MAX_BYTES / 2
+
+
 def test_carried_ids_that_never_come_back_give_way_to_the_rest():
     """A stream that does not replay the old frames leaves the carried ids unread: the record
     drops the oldest of them rather than grow past POSITION_MAX_BYTES."""
@@ -159,9 +166,8 @@ def test_carried_ids_that_never_come_back_give_way_to_the_rest():
     gone = [f"gone-{i:031d}" for i in range(POSITION_MAX_BYTES // 39)]  # ~a full record
     t.carry(gone)
     t.expect(t.begin("sse-parked"), "parked")
-    while not t.full:
-        seq = t.begin(f"sse-{seq}" if (seq := t.in_flight) else "sse-1")
-        t.done(seq, f"new-{seq:032d}")
+    for i in range(6000):  # half a record, past the parked event
+        t.done(t.begin(f"sse-{i}"), f"new-{i:032d}")
     ids = t.position_ids()
     assert len(new_position(t.position, ids).encode()) <= POSITION_MAX_BYTES
     assert t.trimmed > 0 and gone[-1] in ids and gone[0] not in ids, "the oldest gave way"
