@@ -1,5 +1,7 @@
 """The resume position: the watermark, the ids beyond it, and the record that carries both."""
 
+import random
+
 import pytest
 
 from wikistreams.producer.dedupe import RecentIds
@@ -13,6 +15,7 @@ from wikistreams.producer.position import (
     DeliveryTracker,
     Position,
     StreamIdentity,
+    id_bytes,
     new_position,
 )
 
@@ -180,3 +183,25 @@ def test_an_sse_id_too_long_for_the_record_does_not_become_the_watermark():
     assert t.position == "resumed" and t.long_watermarks == 1
     t.done(t.begin("sse-2"), "event-2")
     assert t.position == "sse-2"
+
+
+def test_the_tracked_size_is_the_size_of_the_ids_named():
+    """Out of order, with dead letters (no id) and parked events announced: what `full` adds
+    up is what the record's ids take, so the bound holds for the bytes actually written."""
+    rng = random.Random(21)
+    t = DeliveryTracker()
+    ids: dict[int, str] = {}
+    open_seqs: list[int] = []
+    for i in range(3000):
+        seq = t.begin(f"sse-{i}")
+        ids[seq] = f"event-{i}-" + "\x01" * rng.randrange(40)  # escaped: 6 bytes each
+        if rng.random() < 0.3:
+            t.expect(seq, ids[seq])
+        open_seqs.append(seq)
+        while open_seqs and rng.random() < 0.6:
+            done = open_seqs.pop(rng.randrange(len(open_seqs)))
+            t.done(done, None if rng.random() < 0.1 else ids[done])
+    named = [*t.below, *t.beyond_ids()]
+    assert t._below_bytes + t._beyond_bytes == sum(id_bytes(i) for i in named)
+    record = new_position(t.position, named).encode()
+    assert len(record) - len(new_position(t.position, []).encode()) == sum(map(id_bytes, named)) - 1

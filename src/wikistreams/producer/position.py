@@ -204,6 +204,7 @@ class DeliveryTracker:
     _carried: dict[str, int] = field(default_factory=dict)
     _carried_bytes: int = 0
     _carry_until: int = 0
+    _below_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_BELOW))
     _below_bytes: int = 0
     _next_seq: int = 0
     _pending: dict[int, str | None] = field(default_factory=dict)
@@ -230,18 +231,19 @@ class DeliveryTracker:
         self._expected_bytes += size
 
     def done(self, seq: int, event_id: str | None = None) -> None:
-        size = self._expected.pop(seq, None)
-        if size is not None:
-            self._expected_bytes -= size
-        elif event_id is not None:
+        size = self._expected.pop(seq, 0)
+        self._expected_bytes -= size
+        if event_id is None:
+            size = 0  # dead-lettered or dropped: named nowhere
+        elif not size:
             size = id_bytes(event_id)
         if event_id is not None and self._carried:
             carried = self._carried.pop(event_id, None)  # read again: named from now on
             if carried is not None:
                 self._carried_bytes -= carried
         finished = self._finished
-        finished[seq] = (event_id, size or 0)
-        self._beyond_bytes += size or 0
+        finished[seq] = (event_id, size)
+        self._beyond_bytes += size
         while self._low in finished:
             passed, passed_size = finished.pop(self._low)
             self._beyond_bytes -= passed_size
@@ -253,10 +255,11 @@ class DeliveryTracker:
             self._low += 1
 
     def _pass_below(self, event_id: str, size: int) -> None:
-        below = self.below
-        if len(below) == below.maxlen:
-            self._below_bytes -= id_bytes(below[0])
-        below.append(event_id)
+        sizes = self._below_sizes
+        if len(sizes) == sizes.maxlen:
+            self._below_bytes -= sizes[0]
+        sizes.append(size)
+        self.below.append(event_id)
         self._below_bytes += size
 
     @property
