@@ -91,7 +91,8 @@ def test_a_parked_entity_edit_is_overtaken_and_holds_the_watermark_until_it_leav
 def test_reading_waits_while_too_many_events_are_past_a_parked_one(monkeypatch):
     """The position names every event published past the oldest parked entity edit; that list
     is bounded, so a slow API holds the read instead of growing a record Kafka would refuse."""
-    monkeypatch.setattr(position_module, "BEYOND_MAX_BYTES", 200)  # five 36-character ids
+    monkeypatch.setattr(position_module, "RECENT_BELOW", 2)
+    monkeypatch.setattr(position_module, "IDS_MAX_BYTES", 300)  # seven 36-character ids
     source = FrameSource([RawEvent(ENTITY_EDIT, "sse-entity"), *frames()])
     sink = RecordingSink()
     run = pipeline(sink, workers=SilentWorkers(), enrich_max_delay_seconds=0.3)

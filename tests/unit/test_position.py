@@ -1,16 +1,21 @@
 """The resume position: the watermark, the ids beyond it, and the record that carries both."""
 
+import random
+
 import pytest
 
 from wikistreams.producer.dedupe import RecentIds
 from wikistreams.producer.events import MAX_EVENT_ID_CHARS
 from wikistreams.producer.position import (
+    IDS_MAX_BYTES,
+    MAX_ID_BYTES,
     MAX_WATERMARK_CHARS,
     POSITION_MAX_BYTES,
     RECENT_BELOW,
     DeliveryTracker,
     Position,
     StreamIdentity,
+    id_bytes,
     new_position,
 )
 
@@ -152,6 +157,11 @@ def test_ids_past_the_watermark_are_bounded_by_their_bytes_not_their_count():
         assert len(record) <= POSITION_MAX_BYTES
 
 
+def test_the_recent_ids_alone_never_fill_the_record():
+    """Once the parked events leave, only the recent ids are left: reading can always go on."""
+    assert RECENT_BELOW * MAX_ID_BYTES < IDS_MAX_BYTES / 2
+
+
 def test_carried_ids_that_never_come_back_give_way_to_the_rest():
     """A stream that does not replay the old frames leaves the carried ids unread: the record
     drops the oldest of them rather than grow past POSITION_MAX_BYTES."""
@@ -159,9 +169,8 @@ def test_carried_ids_that_never_come_back_give_way_to_the_rest():
     gone = [f"gone-{i:031d}" for i in range(POSITION_MAX_BYTES // 39)]  # ~a full record
     t.carry(gone)
     t.expect(t.begin("sse-parked"), "parked")
-    while not t.full:
-        seq = t.begin(f"sse-{seq}" if (seq := t.in_flight) else "sse-1")
-        t.done(seq, f"new-{seq:032d}")
+    for i in range(6000):  # half a record, past the parked event
+        t.done(t.begin(f"sse-{i}"), f"new-{i:032d}")
     ids = t.position_ids()
     assert len(new_position(t.position, ids).encode()) <= POSITION_MAX_BYTES
     assert t.trimmed > 0 and gone[-1] in ids and gone[0] not in ids, "the oldest gave way"
@@ -174,3 +183,25 @@ def test_an_sse_id_too_long_for_the_record_does_not_become_the_watermark():
     assert t.position == "resumed" and t.long_watermarks == 1
     t.done(t.begin("sse-2"), "event-2")
     assert t.position == "sse-2"
+
+
+def test_the_tracked_size_is_the_size_of_the_ids_named():
+    """Out of order, with dead letters (no id) and parked events announced: what `full` adds
+    up is what the record's ids take, so the bound holds for the bytes actually written."""
+    rng = random.Random(21)
+    t = DeliveryTracker()
+    ids: dict[int, str] = {}
+    open_seqs: list[int] = []
+    for i in range(3000):
+        seq = t.begin(f"sse-{i}")
+        ids[seq] = f"event-{i}-" + "\x01" * rng.randrange(40)  # escaped: 6 bytes each
+        if rng.random() < 0.3:
+            t.expect(seq, ids[seq])
+        open_seqs.append(seq)
+        while open_seqs and rng.random() < 0.6:
+            done = open_seqs.pop(rng.randrange(len(open_seqs)))
+            t.done(done, None if rng.random() < 0.1 else ids[done])
+    named = [*t.below, *t.beyond_ids()]
+    assert t._below_bytes + t._beyond_bytes == sum(id_bytes(i) for i in named)
+    record = new_position(t.position, named).encode()
+    assert len(record) - len(new_position(t.position, []).encode()) == sum(map(id_bytes, named)) - 1

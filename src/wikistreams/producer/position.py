@@ -159,14 +159,15 @@ RECENT_BELOW = 200
 # Everything but the ids: the watermark, the time and the producer's name, and one id of
 # overshoot (reading stops once the budget is reached, after the id that reached it).
 _RECORD_OVERHEAD = 6 * MAX_WATERMARK_CHARS + 512 + MAX_ID_BYTES
-# The ids of events finished past the watermark or on their way (parked for labels): reading
-# waits while they fill this, until the parked events leave. What is left of the record after
-# the recent ids and the overhead at their largest.
-BEYOND_MAX_BYTES = POSITION_MAX_BYTES - RECENT_BELOW * MAX_ID_BYTES - _RECORD_OVERHEAD
+# The ids' share of the record. Reading waits while the recent ids, those finished past the
+# watermark and those of events on their way (parked for labels) fill it: the parked events
+# leave by their deadline, the watermark moves, and what is left is the recent ids, which
+# always fit (RECENT_BELOW ids of the longest kind are a third of it).
+IDS_MAX_BYTES = POSITION_MAX_BYTES - _RECORD_OVERHEAD
 # How long a resumed position's ids are named at most, in frames finished since the resume: by
 # then every frame up to the old record's last id was surely read again (each named id is at
-# least 4 bytes of BEYOND_MAX_BYTES). Ids read again leave the carried ones at once.
-CARRY_FRAMES = 2 * (BEYOND_MAX_BYTES // 4) + RECENT_BELOW
+# least 4 bytes of IDS_MAX_BYTES). Ids read again leave the carried ones at once.
+CARRY_FRAMES = 2 * (IDS_MAX_BYTES // 4) + RECENT_BELOW
 
 
 def id_bytes(event_id: str) -> int:
@@ -183,9 +184,9 @@ class DeliveryTracker:
     `position` is the SSE id of the highest sequence number below which nothing is pending;
     `beyond_ids()` names the events finished past it (they overtook a parked entity edit).
 
-    It also keeps the size of the record `position_ids()` makes: `full` says when the events
-    past the watermark (finished, or announced with `expect()`) fill their budget, and the
-    ids carried over from a resumed position give way to the rest if the record would outgrow
+    It also keeps the size of the record `position_ids()` makes: `full` says when the ids it
+    names, with those of events on their way (`expect()`), fill the record, and the ids carried
+    over from a resumed position give way to the rest if the record would outgrow
     POSITION_MAX_BYTES.
     """
 
@@ -203,6 +204,7 @@ class DeliveryTracker:
     _carried: dict[str, int] = field(default_factory=dict)
     _carried_bytes: int = 0
     _carry_until: int = 0
+    _below_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_BELOW))
     _below_bytes: int = 0
     _next_seq: int = 0
     _pending: dict[int, str | None] = field(default_factory=dict)
@@ -229,18 +231,19 @@ class DeliveryTracker:
         self._expected_bytes += size
 
     def done(self, seq: int, event_id: str | None = None) -> None:
-        size = self._expected.pop(seq, None)
-        if size is not None:
-            self._expected_bytes -= size
-        elif event_id is not None:
+        size = self._expected.pop(seq, 0)
+        self._expected_bytes -= size
+        if event_id is None:
+            size = 0  # dead-lettered or dropped: named nowhere
+        elif not size:
             size = id_bytes(event_id)
         if event_id is not None and self._carried:
             carried = self._carried.pop(event_id, None)  # read again: named from now on
             if carried is not None:
                 self._carried_bytes -= carried
         finished = self._finished
-        finished[seq] = (event_id, size or 0)
-        self._beyond_bytes += size or 0
+        finished[seq] = (event_id, size)
+        self._beyond_bytes += size
         while self._low in finished:
             passed, passed_size = finished.pop(self._low)
             self._beyond_bytes -= passed_size
@@ -252,10 +255,11 @@ class DeliveryTracker:
             self._low += 1
 
     def _pass_below(self, event_id: str, size: int) -> None:
-        below = self.below
-        if len(below) == below.maxlen:
-            self._below_bytes -= id_bytes(below[0])
-        below.append(event_id)
+        sizes = self._below_sizes
+        if len(sizes) == sizes.maxlen:
+            self._below_bytes -= sizes[0]
+        sizes.append(size)
+        self.below.append(event_id)
         self._below_bytes += size
 
     @property
@@ -265,9 +269,9 @@ class DeliveryTracker:
 
     @property
     def full(self) -> bool:
-        """The ids past the watermark (finished or expected) fill their share of the record:
+        """The ids the record names (but carried ones) and those on their way fill the record:
         read no further until the parked events leave and the watermark moves."""
-        return self._beyond_bytes + self._expected_bytes >= BEYOND_MAX_BYTES
+        return self._below_bytes + self._beyond_bytes + self._expected_bytes >= IDS_MAX_BYTES
 
     def beyond_ids(self) -> list[str]:
         return [event_id for event_id, _ in self._finished.values() if event_id is not None]
@@ -283,12 +287,12 @@ class DeliveryTracker:
         """What a position record must name: the ids a resume from `position` may meet again.
 
         At most POSITION_MAX_BYTES encoded: the recent and beyond ids always fit (`full`
-        bounds the latter); carried ids beyond the rest of the budget are given up, oldest
+        bounds them); carried ids beyond the rest of the budget are given up, oldest
         first (only a resume whose stream does not replay the same frames leaves so many).
         """
         if self._carried and self._low >= self._carry_until:
             self._carried, self._carried_bytes = {}, 0
-        room = POSITION_MAX_BYTES - _RECORD_OVERHEAD - self._below_bytes - self._beyond_bytes
+        room = IDS_MAX_BYTES - self._below_bytes - self._beyond_bytes
         while self._carried and self._carried_bytes > room:
             dropped = next(iter(self._carried))
             self._carried_bytes -= self._carried.pop(dropped)

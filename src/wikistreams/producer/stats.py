@@ -18,7 +18,7 @@ COUNTERS = (
     "duplicates_dropped",
     "canary_dropped",
     "position_full_waits",  # inbox rounds skipped: the ids past the oldest parked event fill
-    # their share of the position record (`position.BEYOND_MAX_BYTES`)
+    # their share of the position record (`position.IDS_MAX_BYTES`)
 )
 
 
