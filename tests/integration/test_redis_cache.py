@@ -14,8 +14,14 @@ from wikistreams.producer.cache import RedisLabelCache, open_cache
 from wikistreams.producer.config import load_settings
 from wikistreams.producer.events import WikidataLabels
 from tests.conftest import event_ids, wait_until
-from tests.integration.test_exactly_once import all_records, assert_exactly_once
-from tests.integration.test_producer_kafka import Producer, recording
+from tests.integration.test_exactly_once import (
+    Copy,
+    all_records,
+    assert_exactly_once,
+    health,
+    wait_committed,
+)
+from tests.integration.test_producer_kafka import recording
 from tests.standins import TEST_CONTACT
 
 pytestmark = pytest.mark.integration
@@ -103,22 +109,38 @@ def test_a_redis_that_is_down_is_run_without_then_used_once_it_is_up(tmp_path):
 
 
 def test_the_producer_streams_with_labels_while_redis_is_down(tmp_path, topic, wikidata):
-    """A term starting while Redis is down (a standby taking over, in compose) streams on."""
+    """A term starting while Redis is down (a standby taking over, in compose) streams on, says
+    so on /health, and uses Redis once it is up."""
     path = recording("editgroups_one_qs_batch_wikidatawiki_2018-03-07.jsonl")
-    producer = Producer(
+    port = _free_port()
+    producer = Copy(
         tmp_path,
+        "producer",
         path.as_uri(),
         wikidata.url,
         topic,
         CACHE_BACKEND="redis",
-        REDIS_URL=f"redis://127.0.0.1:{_free_port()}/0",
+        REDIS_URL=f"redis://127.0.0.1:{port}/0",
         CACHE_RETRY_SECONDS="1",
+        REPLAY_AT_END="wait",
     )
     producer.start()
-    assert producer.proc.wait(timeout=300) == 0, producer.logs()[-5:]
-    assert_exactly_once(topic, set(event_ids(path)))
+    ids = set(event_ids(path))
+    wait_committed(topic, ids)
+    state = health(producer.health_port)
+    assert state["status"] == "degraded" and state["label_cache"] == "unavailable", state
+    assert "ConnectionError" in state["problems"]["label_cache"]
+    redis = start_redis(port, tmp_path)
+    try:
+        wait_until(lambda: health(producer.health_port).get("label_cache") == "ok", seconds=60)
+        assert "label_cache" not in health(producer.health_port)["problems"]
+        assert producer.stop() == 0
+    finally:
+        redis.terminate()
+        redis.wait(timeout=10)
+    assert_exactly_once(topic, ids)
     records = [json.loads(r.value()) for r in all_records(topic)]
     statuses = {r["enrichment_status"] for r in records if r["wikidata_id"]}
     assert "enriched" in statuses and "unavailable" not in statuses, statuses
     logged = [line["msg"] for line in producer.logs()]
-    assert "cache_unavailable" in logged
+    assert "cache_unavailable" in logged and "cache_opened" in logged

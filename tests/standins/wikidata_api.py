@@ -348,6 +348,11 @@ def _spoil(body: dict, kind: str, huge_label_chars: int = 0) -> object:
     if kind == "entity_string" and first is not None:
         entities[first] = f"{first} is not an object"
     labelled = [e for e in entities.values() if isinstance(e, dict) and e.get("labels")]
+    if kind in ("huge_label", "control_chars") and not labelled and first is not None:
+        # No requested entity has labels: the first one gets some, so there is one to spoil.
+        term = {"language": "en", "value": f"label of {first}"}
+        entities[first] = {"type": "item", "id": first, "labels": {"en": term}}
+        labelled = [entities[first]]
     if kind == "label_number" and labelled:
         next(iter(labelled[0]["labels"].values()))["value"] = 42
     if kind == "huge_label" and labelled:

@@ -93,6 +93,9 @@ class LabelCache(ABC):
         """Why the cache is not in use now (for /health), None while it is."""
         return None
 
+    def keep_open(self) -> None:
+        """Called when idle: a cache that could not be opened tries again if it is time."""
+
 
 def _encode(labels: WikidataLabels | None) -> str:
     if labels is None:
@@ -425,6 +428,9 @@ class ReopeningCache(LabelCache):
         if self._error is not None:
             log.info("cache_opened", after_error=self._error)
         self._error = None
+
+    def keep_open(self) -> None:
+        self._current()
 
     def _get_raw(self, ids: list[str]) -> dict[str, str]:
         backend = self._current()

@@ -54,6 +54,9 @@ MEMORY_ENTRIES = 20_000
 # Ids asked for and not answered yet. Each waits at most `max_delay`; the cap only matters if
 # answers stop while a catch-up parks entity edits faster than they expire.
 MAX_WAITING_IDS = 20_000
+# The lookup thread's idle turn: a label cache that could not be opened is retried then too,
+# not only when ids are asked (so /health tells a quiet stream's cache is back).
+CACHE_IDLE_SECONDS = 1.0
 
 
 class _BreakerLog(pybreaker.CircuitBreakerListener):
@@ -93,9 +96,13 @@ _STOP: Final = _Stop.STOP
 _Ids = queue.SimpleQueue[str | Literal[_Stop.STOP]]
 
 
-def _take(source: _Ids, max_items: int, wait: float) -> list[str] | None:
-    """Block for one item, then gather more for up to `wait` s; None once told to stop."""
-    first = source.get()
+def _take(source: _Ids, max_items: int, wait: float, idle: float | None = None) -> list[str] | None:
+    """Block for one item (an empty list after `idle` s without one), then gather more for up
+    to `wait` s; None once told to stop."""
+    try:
+        first = source.get(timeout=idle)
+    except queue.Empty:
+        return []
     if first is _STOP:
         return None
     batch: dict[str, None] = {first: None}
@@ -168,7 +175,12 @@ class LabelWorkers:
             self.cache.close()
 
     def _lookup_loop(self) -> None:
-        while (batch := _take(self._lookups, self._max_ids, 0.0)) is not None:
+        idle = CACHE_IDLE_SECONDS
+        while (batch := _take(self._lookups, self._max_ids, 0.0, idle)) is not None:
+            if not batch:  # nothing asked for a while: a cache that is away may come back
+                if self.cache is not None:
+                    self.cache.keep_open()
+                continue
             hits = self._cache_get(batch)
             if hits:
                 self._deliver(Answer(hits))
