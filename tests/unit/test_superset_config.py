@@ -216,17 +216,19 @@ def test_real_start_with_superset_default_key_exits_non_zero(tmp_path):
     assert "SUPERSET_SECRET_KEY is a published placeholder" in result.stderr
 
 
-def _fake_venv(tmp_path: Path) -> Path:
-    """A venv whose gunicorn only reports what it was given: tests native.sh, not Superset."""
+ECHO_GUNICORN = '#!/bin/sh\necho "KEY=$SUPERSET_SECRET_KEY PW=$SUPERSET_ADMIN_PASSWORD ARGS=$*"\n'
+
+
+def fake_superset_venv(tmp_path: Path, gunicorn: str = ECHO_GUNICORN) -> Path:
+    """A venv whose gunicorn is `gunicorn` (by default it only reports what it was given): tests
+    native.sh, not Superset. Its python is the project's, which imports this checkout."""
     venv = tmp_path / "venv"
     if (venv / "bin" / "gunicorn").exists():
         return venv
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)
     (venv / "bin" / "superset").write_text("#!/bin/sh\nexit 0\n")
-    (venv / "bin" / "gunicorn").write_text(
-        '#!/bin/sh\necho "KEY=$SUPERSET_SECRET_KEY PW=$SUPERSET_ADMIN_PASSWORD ARGS=$*"\n'
-    )
+    (venv / "bin" / "gunicorn").write_text(gunicorn)
     for name in ("superset", "gunicorn"):
         (venv / "bin" / name).chmod(0o755)
     return venv
@@ -237,7 +239,7 @@ def _run_with(tmp_path: Path, env_file: str, secrets_file: str, **env: str) -> s
     (tmp_path / "secrets.env").write_text(secrets_file)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
     clean.update(
-        SUPERSET_VENV=str(_fake_venv(tmp_path)),
+        SUPERSET_VENV=str(fake_superset_venv(tmp_path)),
         SUPERSET_HOME=str(tmp_path / "home"),
         SUPERSET_ENV_FILE=str(tmp_path / "dot.env"),
         SUPERSET_SECRETS_FILE=str(tmp_path / "secrets.env"),

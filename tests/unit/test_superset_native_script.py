@@ -17,13 +17,13 @@ import psutil
 import pytest
 
 from tests.ops_support import free_port
-from tests.unit.test_superset_config import STRONG
+from tests.unit.test_superset_config import STRONG, fake_superset_venv
 from wikistreams.native.procinfo import start_ticks
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "superset" / "native.sh"
-# A gunicorn stand-in: prints its environment once, then serves /health until stopped.
-FAKE_GUNICORN = """#!{python}
+# A gunicorn stand-in: prints its environment, then serves /health until stopped (when asked to).
+GUNICORN = f"""#!{sys.executable}
 import http.server, json, os, sys
 print("ENV=" + json.dumps(dict(os.environ)), flush=True)
 if os.environ.get("FAKE_GUNICORN_SERVE") != "1":
@@ -38,21 +38,10 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["SUPERSET_PORT"])), Health).
 """
 
 
-def _venv(tmp_path: Path) -> Path:
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").symlink_to(sys.executable)  # the project's: wikistreams importable
-    (venv / "bin" / "superset").write_text("#!/bin/sh\nexit 0\n")
-    (venv / "bin" / "gunicorn").write_text(FAKE_GUNICORN.format(python=sys.executable))
-    for name in ("superset", "gunicorn"):
-        (venv / "bin" / name).chmod(0o755)
-    return venv
-
-
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERSET_")}
     env.update(
-        SUPERSET_VENV=str(_venv(tmp_path)),
+        SUPERSET_VENV=str(fake_superset_venv(tmp_path, GUNICORN)),
         SUPERSET_HOME=str(tmp_path / "home"),
         SUPERSET_LOG_DIR=str(tmp_path / "log"),
         SUPERSET_ENV_FILE=str(tmp_path / "dot.env"),
