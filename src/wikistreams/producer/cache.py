@@ -349,7 +349,11 @@ class RedisLabelCache(LabelCache):
         import redis
 
         super().__init__(ttl_seconds, negative_ttl_seconds)
-        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+        # A connect timeout of its own: redis-py's default waits as long as the OS does (minutes
+        # for a host that drops packets), and the first open happens as a term starts.
+        self._redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+        )
         self._redis.ping()
 
     def _get_raw(self, ids: list[str]) -> dict[str, str]:
