@@ -187,7 +187,10 @@ def test_render_env_writes_literal_values_readable_by_compose(tmp_path):
         ({**{k: "x" for k in REQUIRED}, "SUPERSET_ADMIN_PASSWORD": "CHANGE_ME"}, "CHANGE_ME"),
         ({**{k: "x" for k in REQUIRED}, "GRAFANA_ADMIN_PASSWORD": "it's"}, "single quote"),
         # The producer's contact rule (wikistreams.producer.contact), before the stack starts.
-        ({**{k: "x" for k in REQUIRED}, "USER_AGENT_CONTACT": "you@example.org"}, "placeholder"),
+        (
+            {**{k: "x" for k in REQUIRED}, "USER_AGENT_CONTACT": "your-email@corp.com"},
+            "placeholder",
+        ),
         ({**{k: "x" for k in REQUIRED}, "USER_AGENT_CONTACT": "ops@corp.invalid"}, "reserved"),
     ],
 )

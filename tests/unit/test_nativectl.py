@@ -659,3 +659,19 @@ def test_make_test_checks_prerequisites_before_it_builds_or_starts_anything(tmp_
     first = next(i for i, line in enumerate(dry) if "native/prereq.py" in line)
     later = [i for i, line in enumerate(dry) if "build.sh" in line or "native.sh install" in line]
     assert later and first < min(later)
+
+
+def test_checkout_is_found_by_its_files_never_assumed_from_the_install_location(
+    tmp_path, monkeypatch
+):
+    """An editable install is in its checkout; a wheel's files sit in a virtualenv, which is no
+    checkout: there the working directory (or WIKISTREAMS_ROOT) decides."""
+    checkout = tmp_path / "checkout"
+    (checkout / "native").mkdir(parents=True)
+    (checkout / "native" / "services.toml").write_text("")
+    editable = checkout / "src" / "wikistreams" / "native" / "paths.py"
+    wheel = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "wikistreams" / "native"
+    monkeypatch.chdir(tmp_path)
+    assert paths.find_root({}, editable) == checkout
+    assert paths.find_root({}, wheel / "paths.py") == tmp_path
+    assert paths.find_root({"WIKISTREAMS_ROOT": str(checkout)}, wheel / "paths.py") == checkout
