@@ -279,10 +279,12 @@ class WikidataClient:
 
         watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
         watchdog.daemon = True
-        self._in_flight = resp
+        self._in_flight = resp  # from here on `close()` shuts it; before, it sets `_closed`
         watchdog.start()
         body = bytearray()
         try:
+            if self._closed:
+                raise WikidataUnavailable("client closed")
             for chunk in resp.iter_content(READ_CHUNK_BYTES):
                 body += chunk
                 if len(body) > self._max_answer_bytes:
