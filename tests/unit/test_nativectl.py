@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.ops_support import free_port
-from wikistreams.native import config, keeper, order, paths, prereq, processes, records
+from wikistreams.native import config, keeper, order, paths, placeholders, prereq, processes, records
 from wikistreams.native.config import NativeError
 from wikistreams.native.health import HEALTH_CHECKS
 from wikistreams.native.procinfo import group_pids
@@ -86,7 +86,7 @@ def test_real_commands_expand_without_unknown_placeholders(var_dir):
     cfg = config.load_config()
     for svc in cfg.services.values():
         argv = cfg.expand_argv(svc.command, svc)
-        assert not any(config.PLACEHOLDER.search(a) for a in argv), svc.name
+        assert not any(placeholders.PLACEHOLDER.search(a) for a in argv), svc.name
     broker = cfg.services["druid-broker"]
     argv = cfg.expand_argv(broker.command, broker)
     assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in argv  # list var spliced
@@ -200,7 +200,7 @@ def test_unknown_placeholder_and_cycle_are_rejected(tmp_path):
             'command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nrestart = { backof = 1 }',
             "restart",
         ),
-        ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\ncomand = ["x"]', "unknown keys"),
+        ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\ncomand = ["x"]', "comand: unknown key"),
         ('command = ["true"]', "health must be one of"),
         ('command = ["true"]\nhealth = { ping = "x" }', "health must be one of"),
         ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nports = "80"', "ports"),
@@ -209,6 +209,10 @@ def test_unknown_placeholder_and_cycle_are_rejected(tmp_path):
         ('oneshot = true\ncommand = ["true"]\nhealth = { tcp = "127.0.0.1:1" }', "oneshot"),
         ('oneshot = true\ncommand = ["true"]\nrestart = { backoff = 1 }', "oneshot"),
         ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nneeds = ["ghost"]', "ghost"),
+        # Found while loading, not when the service starts:
+        ('command = ["echo", "{nope}"]\nhealth = { tcp = "127.0.0.1:1" }', "unknown placeholder"),
+        ('command = ["true"]\nhealth = { tcp = "{host}:1" }', "unknown placeholder {host}"),
+        ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\n[servics.b]', "servics: unknown"),
     ],
 )
 def test_mistakes_in_the_services_file_are_rejected(tmp_path, table, message):
@@ -221,7 +225,7 @@ def test_health_kinds_and_checks_agree():
 
 
 def test_random_kafka_id_shape():
-    cluster_id = config.random_kafka_id()
+    cluster_id = placeholders.random_kafka_id()
     assert len(cluster_id) == 22 and "=" not in cluster_id
 
 
