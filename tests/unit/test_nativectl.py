@@ -27,7 +27,17 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.ops_support import free_port
-from wikistreams.native import config, keeper, order, paths, placeholders, prereq, processes, records
+from wikistreams.backoff import Backoff
+from wikistreams.native import (
+    config,
+    keeper,
+    order,
+    paths,
+    placeholders,
+    prereq,
+    processes,
+    records,
+)
 from wikistreams.native.config import NativeError
 from wikistreams.native.health import HEALTH_CHECKS
 from wikistreams.native.procinfo import group_pids
@@ -200,7 +210,10 @@ def test_unknown_placeholder_and_cycle_are_rejected(tmp_path):
             'command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nrestart = { backof = 1 }',
             "restart",
         ),
-        ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\ncomand = ["x"]', "comand: unknown key"),
+        (
+            'command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\ncomand = ["x"]',
+            "comand: unknown key",
+        ),
         ('command = ["true"]', "health must be one of"),
         ('command = ["true"]\nhealth = { ping = "x" }', "health must be one of"),
         ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nports = "80"', "ports"),
@@ -311,12 +324,14 @@ def test_with_stack_stops_only_what_it_started(service_file):
 # ─── supervision ───────────────────────────────────────────────────────────────────────────────
 
 
-def test_backoff_doubles_up_to_the_cap_and_resets_after_a_long_run():
-    backoff = keeper.Backoff(config.Restart(backoff=1, max_backoff=60, reset_after=60))
-    quick_exits = [backoff.delay(uptime=2) for _ in range(9)]
-    assert quick_exits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-    assert backoff.delay(uptime=61) == 1  # it had been up a while: start over
-    assert backoff.delay(uptime=2) == 2
+def test_restart_delays_double_up_to_the_cap_and_reset_after_a_long_run():
+    restart = config.Restart(backoff=1, max_backoff=60, reset_after=60)
+    backoff = Backoff(restart.backoff, restart.max_backoff)
+    quick_exits = [keeper.restart_delay(backoff, restart, uptime=2) for _ in range(9)]
+    ceilings = [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert all(c / 2 <= d <= c for d, c in zip(quick_exits, ceilings, strict=True)), quick_exits
+    assert keeper.restart_delay(backoff, restart, uptime=61) <= 1  # up a while: start over
+    assert 1 <= keeper.restart_delay(backoff, restart, uptime=2) <= 2
 
 
 def test_exit_descriptions():
@@ -348,7 +363,9 @@ def test_keeper_retries_a_crashing_service_ever_slower_until_sigterm(service_fil
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0
-    assert re.findall(r"restart #\d+ in ([\d.]+)s", output)[:4] == ["0.2", "0.4", "0.8", "0.8"]
+    delays = [float(d) for d in re.findall(r"restart #\d+ in ([\d.]+)s", output)[:4]]
+    ceilings = [0.2, 0.4, 0.8, 0.8]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
     assert not var_dir.pid_file(name).exists()
     final = records.load_keeper(var_dir, name)
     assert final is not None and final.outcome
