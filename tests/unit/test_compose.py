@@ -27,6 +27,7 @@ from tests.conftest import pinned_versions
 import yaml
 
 from tests.ops_support import BIN, ROOT
+from wikistreams.native.config import read_env_file
 
 TOOL_SRC = ROOT / "tools" / "compose-check"
 TOOL = BIN / "compose-check"
@@ -242,9 +243,7 @@ def test_each_port_goes_through_the_setting_of_its_kind():
 
 def test_env_example_keeps_both_bind_addresses_on_loopback_and_says_why():
     text = ENV_EXAMPLE.read_text()
-    values = dict(
-        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
-    )
+    values = read_env_file(ENV_EXAMPLE)
     assert values["BIND_ADDRESS"] == "127.0.0.1"
     assert values["DATA_BIND_ADDRESS"] == "127.0.0.1"
     block = text[text.index("BIND_ADDRESS") - 2000 : text.index("DATA_BIND_ADDRESS=")]

@@ -27,7 +27,17 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.ops_support import free_port
-from wikistreams.native import config, keeper, order, paths, prereq, processes, records
+from wikistreams.backoff import Backoff
+from wikistreams.native import (
+    config,
+    keeper,
+    order,
+    paths,
+    placeholders,
+    prereq,
+    processes,
+    records,
+)
 from wikistreams.native.config import NativeError
 from wikistreams.native.health import HEALTH_CHECKS
 from wikistreams.native.procinfo import group_pids
@@ -86,7 +96,7 @@ def test_real_commands_expand_without_unknown_placeholders(var_dir):
     cfg = config.load_config()
     for svc in cfg.services.values():
         argv = cfg.expand_argv(svc.command, svc)
-        assert not any(config.PLACEHOLDER.search(a) for a in argv), svc.name
+        assert not any(placeholders.PLACEHOLDER.search(a) for a in argv), svc.name
     broker = cfg.services["druid-broker"]
     argv = cfg.expand_argv(broker.command, broker)
     assert "--add-opens=java.base/java.nio=ALL-UNNAMED" in argv  # list var spliced
@@ -200,7 +210,10 @@ def test_unknown_placeholder_and_cycle_are_rejected(tmp_path):
             'command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nrestart = { backof = 1 }',
             "restart",
         ),
-        ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\ncomand = ["x"]', "unknown keys"),
+        (
+            'command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\ncomand = ["x"]',
+            "comand: unknown key",
+        ),
         ('command = ["true"]', "health must be one of"),
         ('command = ["true"]\nhealth = { ping = "x" }', "health must be one of"),
         ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nports = "80"', "ports"),
@@ -209,6 +222,10 @@ def test_unknown_placeholder_and_cycle_are_rejected(tmp_path):
         ('oneshot = true\ncommand = ["true"]\nhealth = { tcp = "127.0.0.1:1" }', "oneshot"),
         ('oneshot = true\ncommand = ["true"]\nrestart = { backoff = 1 }', "oneshot"),
         ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\nneeds = ["ghost"]', "ghost"),
+        # Found while loading, not when the service starts:
+        ('command = ["echo", "{nope}"]\nhealth = { tcp = "127.0.0.1:1" }', "unknown placeholder"),
+        ('command = ["true"]\nhealth = { tcp = "{host}:1" }', "unknown placeholder {host}"),
+        ('command = ["true"]\nhealth = { tcp = "127.0.0.1:1" }\n[servics.b]', "servics: unknown"),
     ],
 )
 def test_mistakes_in_the_services_file_are_rejected(tmp_path, table, message):
@@ -221,7 +238,7 @@ def test_health_kinds_and_checks_agree():
 
 
 def test_random_kafka_id_shape():
-    cluster_id = config.random_kafka_id()
+    cluster_id = placeholders.random_kafka_id()
     assert len(cluster_id) == 22 and "=" not in cluster_id
 
 
@@ -307,12 +324,14 @@ def test_with_stack_stops_only_what_it_started(service_file):
 # ─── supervision ───────────────────────────────────────────────────────────────────────────────
 
 
-def test_backoff_doubles_up_to_the_cap_and_resets_after_a_long_run():
-    backoff = keeper.Backoff(config.Restart(backoff=1, max_backoff=60, reset_after=60))
-    quick_exits = [backoff.delay(uptime=2) for _ in range(9)]
-    assert quick_exits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-    assert backoff.delay(uptime=61) == 1  # it had been up a while: start over
-    assert backoff.delay(uptime=2) == 2
+def test_restart_delays_double_up_to_the_cap_and_reset_after_a_long_run():
+    restart = config.Restart(backoff=1, max_backoff=60, reset_after=60)
+    backoff = Backoff(restart.backoff, restart.max_backoff)
+    quick_exits = [keeper.restart_delay(backoff, restart, uptime=2) for _ in range(9)]
+    ceilings = [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert all(c / 2 <= d <= c for d, c in zip(quick_exits, ceilings, strict=True)), quick_exits
+    assert keeper.restart_delay(backoff, restart, uptime=61) <= 1  # up a while: start over
+    assert 1 <= keeper.restart_delay(backoff, restart, uptime=2) <= 2
 
 
 def test_exit_descriptions():
@@ -344,7 +363,9 @@ def test_keeper_retries_a_crashing_service_ever_slower_until_sigterm(service_fil
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0
-    assert re.findall(r"restart #\d+ in ([\d.]+)s", output)[:4] == ["0.2", "0.4", "0.8", "0.8"]
+    delays = [float(d) for d in re.findall(r"restart #\d+ in ([\d.]+)s", output)[:4]]
+    ceilings = [0.2, 0.4, 0.8, 0.8]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
     assert not var_dir.pid_file(name).exists()
     final = records.load_keeper(var_dir, name)
     assert final is not None and final.outcome

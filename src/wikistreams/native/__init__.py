@@ -8,7 +8,8 @@ dependency order, checks health, restarts what exits (like compose's `restart: u
 and stops exactly what it started. Modules, one job each:
 
     paths       the repository root and the var/ folder (WIKISTREAMS_VAR_DIR)
-    config      services.toml + versions.env -> typed Service/Lib objects, {placeholders}
+    config      services.toml + versions.env -> pydantic Service/Lib models (the schema)
+    placeholders  the {root}, {var}, {KAFKA_VERSION}... of services.toml, expanded
     order       names and groups -> services, dependency order, what needs what
     maven       jars of a [libs] entry resolved by Maven into var/lib/<lib>
     procinfo    psutil facts: process identity, process groups, memory, port owners

@@ -1,22 +1,22 @@
-"""native/services.toml and native/versions.env as typed objects, and their {placeholders}.
+"""native/services.toml and native/versions.env as typed objects.
 
-What runs natively, and how, is data: this module reads it, rejects unknown keys, wrong types and
-dangling references before anything starts (a typo must not start a broken JVM), and expands
-placeholders such as {root}, {var}, {lib} or {KAFKA_VERSION}. The schema is documented at the top
-of native/services.toml.
+What runs natively, and how, is data: the pydantic models below are its schema (native/services.toml
+points here). They reject unknown keys, wrong types, dangling references, cycles and unknown
+{placeholders} (see placeholders.py) before anything starts: a typo must not start a broken JVM.
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import re
 import tomllib
-import uuid
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from dotenv import dotenv_values
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import ValidationInfo, model_validator
+
+from wikistreams.native import placeholders
 from wikistreams.native.paths import MARKER, ROOT, ROOT_ENV, Paths
 
 # Overridable so tests can drive the launcher with throw-away service definitions.
@@ -24,159 +24,178 @@ SERVICES_ENV = "NATIVECTL_SERVICES_FILE"
 DEFAULT_SERVICES_FILE = ROOT / MARKER
 VERSIONS_FILE = ROOT / "native" / "versions.env"
 
-# Only [A-Za-z0-9_] names, so JSON such as [{"path":...}] passes through untouched.
-PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
-HEALTH_KINDS = ("http", "tcp", "kafka")
+HealthKind = Literal["http", "tcp", "kafka"]
+HEALTH_KINDS: tuple[str, ...] = get_args(HealthKind)
+Text = Annotated[str, BeforeValidator(lambda v: str(v) if type(v) in (int, float) else v)]  # 1="1"
+Argv = Annotated[list[str], Field(min_length=1)]
 
 
 class NativeError(Exception):
     """A problem the user can act on; printed without a traceback."""
 
 
-def services_file() -> Path:
-    """native/services.toml, or the file NATIVECTL_SERVICES_FILE names."""
-    return Path(os.environ.get(SERVICES_ENV) or DEFAULT_SERVICES_FILE)
+class _Table(BaseModel):
+    """A TOML table: strict types (no "yes" for true), no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class Lib:
-    """A Maven-resolved folder of jars, var/lib/<name>."""
+class _Named(_Table):
+    """A table whose name is its key in the parent table ([libs.<name>], [services.<name>])."""
 
-    name: str
-    pom: str
-    properties: dict[str, str]
+    _name: str = PrivateAttr("")
+
+    @property
+    def name(self) -> str:
+        return self._name
 
 
-@dataclass(frozen=True)
-class Health:
-    """How to tell that a service serves: `kind` is one of HEALTH_KINDS."""
+class Lib(_Named):
+    """[libs.<name>]: jars Maven resolves into var/lib/<name> (again once pom or properties do)."""
 
-    kind: str
+    pom: str  # a pom.xml whose dependencies are the runtime classpath
+    properties: dict[str, Text] = {}  # Maven -D properties, e.g. the version to resolve
+
+
+class Health(_Table):
+    """How to tell that a service serves, written { <kind> = "<target>" }: http = any 2xx within
+    3 s, tcp = the port accepts, kafka = the admin client's metadata lists a broker."""
+
+    kind: HealthKind
     target: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in HEALTH_KINDS:
+            return {"kind": next(iter(value)), "target": next(iter(value.values()))}
+        raise ValueError(f'health must be one of {sorted(HEALTH_KINDS)}, as {{ tcp = "h:p" }}')
 
-@dataclass(frozen=True)
-class Init:
+
+class Init(_Table):
     """A one-time step before the first start; it runs while `creates` does not exist."""
 
-    command: list[str]
+    command: Argv
     creates: str
 
 
-@dataclass(frozen=True)
-class Restart:
-    """Restart delays after an unexpected exit, in seconds (see keeper.Backoff)."""
+class Restart(_Table):
+    """Seconds to wait after any exit (as compose's unless-stopped): from `backoff`, doubled up to
+    `max_backoff`, jittered (wikistreams.backoff); back to `backoff` after a `reset_after` run."""
 
     backoff: float = 1.0
     max_backoff: float = 60.0
     reset_after: float = 60.0
 
 
-@dataclass
-class Service:
-    """One [services.<name>] table: a long-running process, or a one-shot step (`oneshot`)."""
+class Service(_Named):
+    """[services.<name>]: a long-running process, or a one-shot step (`oneshot`).
 
-    name: str
-    command: list[str]
-    description: str = ""
-    default: bool = False
-    group: str = ""
-    needs: list[str] = field(default_factory=list)
-    lib: str = ""
+    A oneshot runs once per `up` that selects it, as soon as its `needs` are healthy; success is
+    exit 0, it is never restarted (compose: `restart: "no"`), and what needs it waits for its
+    success. Output goes to var/log/<name>.log, the pid to var/run/<name>.pid, the keeper's state
+    to var/run/<name>.keeper, a oneshot's result to var/run/<name>.result.
+    """
+
+    command: Argv  # argv; the first element is looked up on PATH
+    description: str = ""  # one line for `status`
+    default: bool = False  # part of a bare `up` / `with_stack.py` run
+    group: str = ""  # `up <group>` selects every service of the group
+    needs: list[str] = []  # services that must be healthy (a oneshot: done) before this starts
+    lib: str = ""  # a [libs] entry to resolve before starting
     cwd: str = "{root}"
-    data: str = "{var}/data/{name}"
-    mkdirs: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    ports: list[int] = field(default_factory=list)
-    url: str = ""
-    health: Health | None = None
-    start_timeout: float = 120
-    stop_timeout: float = 30
+    data: str = "{var}/data/{name}"  # created before start
+    mkdirs: list[str] = []  # more directories to create before start
+    env: dict[str, Text] = {}  # extra environment variables
+    ports: list[int] = []  # 127.0.0.1 ports that must be free before start
+    url: str = ""  # where it listens, printed by `up` and `status`
+    health: Health | None = None  # required, except for a oneshot
+    start_timeout: float = 120  # seconds to wait for health; a oneshot's longest run
+    stop_timeout: float = 30  # seconds between SIGTERM and SIGKILL
     init: Init | None = None
-    restart: Restart = field(default_factory=Restart)
+    restart: Restart = Restart()
     oneshot: bool = False
 
+    @model_validator(mode="after")
+    def _server_or_step(self) -> Service:
+        if self.oneshot:
+            extra = [
+                k for k in ("health", "restart", "init", "ports") if k in self.model_fields_set
+            ]
+            if extra:
+                raise ValueError(f"a oneshot service takes no {', '.join(extra)}")
+        elif self.health is None:
+            raise ValueError(f"health must be one of {sorted(HEALTH_KINDS)} (or oneshot = true)")
+        return self
 
-@dataclass
-class Config:
+
+class Config(_Table):
     """Everything services.toml and versions.env declare, plus the var/ folder in use."""
 
-    versions: dict[str, str]
-    variables: dict[str, Any]
-    libs: dict[str, Lib]
-    services: dict[str, Service]
+    variables: dict[str, Any] = Field({}, alias="vars")
+    libs: dict[str, Lib] = {}
+    services: dict[str, Service] = {}
+    # Not in the TOML: load_config passes them as validation context.
+    versions: dict[str, str] = {}
     path: Path = DEFAULT_SERVICES_FILE
-    paths: Paths = field(default_factory=Paths.from_env)
+    paths: Paths = Field(default_factory=Paths.from_env)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _add_context(cls, data: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if set(data) & {"versions", "path", "paths"}:  # a TOML file is always a table
+            raise ValueError(f"unknown keys {sorted(set(data) & {'versions', 'path', 'paths'})}")
+        return {**data, **(info.context or {})}
+
+    @model_validator(mode="after")
+    def _wiring(self) -> Config:
+        """Names, cycles and placeholders: what a field alone cannot check."""
+        from wikistreams.native.order import topo_order
+
+        for table in (self.libs, self.services):
+            for name, item in table.items():
+                item._name = name
+        for lib in self.libs.values():
+            list(map(self.expand, [lib.pom, *lib.properties.values()]))
+        for svc in self.services.values():
+            for need in svc.needs:
+                if need not in self.services:
+                    raise NativeError(f"{self.path}: services.{svc.name} needs unknown {need!r}")
+            if svc.lib and svc.lib not in self.libs:
+                raise NativeError(f"{self.path}: services.{svc.name} uses unknown lib {svc.lib!r}")
+            init = svc.init or Init(command=["true"], creates="")
+            texts = [svc.cwd, svc.data, svc.url, *svc.mkdirs, *svc.env.values(), init.creates]
+            for text in texts + ([svc.health.target] if svc.health else []):
+                self.expand(text, svc)
+            self.expand_argv(svc.command + init.command, svc)
+        topo_order(self, list(self.services))
+        return self
 
     def lib_dir(self, name: str) -> Path:
         return self.paths.lib / name
 
     def expand(self, value: str, svc: Service | None = None) -> str:
-        """Replace {placeholders}; unknown names fail loudly so typos do not start broken JVMs."""
-        context = self._context(svc)
-
-        def sub(text: str) -> str:
-            def repl(match: re.Match[str]) -> str:
-                key = match.group(1)
-                if key not in context:
-                    where = f" (service {svc.name})" if svc else ""
-                    raise NativeError(f"unknown placeholder {{{key}}} in {text!r}{where}")
-                found = context[key]
-                if isinstance(found, list):
-                    raise NativeError(f"list variable {{{key}}} must be a whole command element")
-                return sub(str(found))
-
-            return PLACEHOLDER.sub(repl, text)
-
-        return sub(value)
+        """`value` with its {placeholders} replaced (see the module's docstring)."""
+        return placeholders.expand(
+            value, placeholders.context(self, svc), svc.name if svc else None
+        )
 
     def expand_argv(self, argv: list[str], svc: Service) -> list[str]:
-        """Expand a command; an element that is exactly a list variable is spliced in."""
-        out: list[str] = []
-        for item in argv:
-            whole = PLACEHOLDER.fullmatch(item)
-            listed = self.variables.get(whole.group(1)) if whole else None
-            if isinstance(listed, list):
-                out.extend(self.expand(str(x), svc) for x in listed)
-            else:
-                out.append(self.expand(item, svc))
-        return out
-
-    def _context(self, svc: Service | None) -> dict[str, Any]:
-        paths = self.paths
-        context: dict[str, Any] = dict(self.versions)
-        context.update(self.variables)
-        context.update(root=str(ROOT), var=str(paths.var), log=str(paths.log), run=str(paths.run))
-        context.update({f"lib_{name}": str(self.lib_dir(name)) for name in self.libs})
-        context["random_id"] = random_kafka_id()
-        if svc is not None:
-            context["name"] = svc.name
-            if svc.lib:
-                context["lib"] = str(self.lib_dir(svc.lib))
-            context["data"] = svc.data  # expanded where it is used, like any placeholder's value
-        return context
-
-
-def random_kafka_id() -> str:
-    """Kafka cluster ids are a random UUID in unpadded URL-safe base64 (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        """A command, expanded; an element that is exactly a list variable is spliced in."""
+        return placeholders.expand_argv(argv, placeholders.context(self, svc), svc.name)
 
 
 def read_env_file(path: Path = VERSIONS_FILE) -> dict[str, str]:
-    """Parse KEY=VALUE lines (versions.env, victorialogs.env): files shared with make, compose and
-    shell scripts, so no TOML there."""
-    versions = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            versions[key.strip()] = value.strip().strip('"')
-    return versions
+    """KEY=VALUE files shared with make, compose and shell scripts (versions.env,
+    victorialogs.env), read by python-dotenv; a key without a value reads as ""."""
+    if not path.is_file():
+        raise NativeError(f"cannot read {path}: no such file")
+    return {key: value or "" for key, value in dotenv_values(path).items()}
 
 
 def load_config(path: Path | None = None, paths: Paths | None = None) -> Config:
-    """Read services.toml into typed objects and reject unknown keys and dangling references."""
-    path = Path(path or services_file()).resolve()
+    """Read services.toml into typed objects; every mistake is a NativeError naming its place."""
+    path = Path(path or os.environ.get(SERVICES_ENV) or DEFAULT_SERVICES_FILE).resolve()
     if path == DEFAULT_SERVICES_FILE.resolve() and not path.is_file():
         raise NativeError(
             f"{ROOT} is not a WikiStreams checkout (no {MARKER}): the launcher runs the services "
@@ -186,148 +205,18 @@ def load_config(path: Path | None = None, paths: Paths | None = None) -> Config:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise NativeError(f"cannot read {path}: {exc}") from None
-    libs = {}
-    for name, spec in _table(raw, "libs", "").items():
-        where = f"libs.{name}"
-        _only(where, _table_value(where, spec), {"pom", "properties"})
-        libs[name] = Lib(name, _str(where, "pom", spec["pom"]), _strs(where, spec, "properties"))
-    services = {
-        name: _service(name, _table_value(f"services.{name}", spec))
-        for name, spec in _table(raw, "services", "").items()
-    }
-    cfg = Config(
-        versions=read_env_file(),
-        variables=_table(raw, "vars", ""),
-        libs=libs,
-        services=services,
-        path=path,
-        paths=paths or Paths.from_env(),
-    )
-    validate(cfg)
-    return cfg
+    context = {"versions": read_env_file(), "path": path, "paths": paths or Paths.from_env()}
+    try:
+        return Config.model_validate(raw, context=context)
+    except ValidationError as exc:
+        raise NativeError(f"{path}:\n" + "\n".join(map(_explain, exc.errors()))) from None
 
 
-def validate(cfg: Config) -> None:
-    """Catch wiring mistakes in services.toml before anything starts."""
-    from wikistreams.native.order import topo_order
-
-    for svc in cfg.services.values():
-        for need in svc.needs:
-            if need not in cfg.services:
-                raise NativeError(f"{svc.name} needs unknown service {need!r}")
-        if svc.lib and svc.lib not in cfg.libs:
-            raise NativeError(f"{svc.name} uses unknown lib {svc.lib!r}")
-    topo_order(cfg, list(cfg.services))
-
-
-# ─── reading one [services.<name>] table ───────────────────────────────────────────────────────
-
-_LONG_RUNNING_ONLY = ("health", "restart", "init", "ports")
-
-
-def _service(name: str, spec: dict[str, Any]) -> Service:
-    where = f"services.{name}"
-    _only(where, spec, {f.name for f in fields(Service)} - {"name"})
-    if "command" not in spec:
-        raise NativeError(f"{where}: command is required")
-    oneshot = _bool(where, "oneshot", spec.get("oneshot", False))
-    if oneshot:
-        extra = [key for key in _LONG_RUNNING_ONLY if key in spec]
-        if extra:
-            raise NativeError(f"{where}: a oneshot service takes no {', '.join(extra)}")
-    elif "health" not in spec:
-        raise NativeError(f"{where}: health must be one of {sorted(HEALTH_KINDS)}")
-    kwargs: dict[str, Any] = {"oneshot": oneshot, "command": _str_list(where, "command", spec)}
-    for key in ("description", "group", "lib", "cwd", "data", "url"):
-        if key in spec:
-            kwargs[key] = _str(where, key, spec[key])
-    if "default" in spec:
-        kwargs["default"] = _bool(where, "default", spec["default"])
-    for key in ("needs", "mkdirs"):
-        if key in spec:
-            kwargs[key] = _str_list(where, key, spec)
-    for key in ("start_timeout", "stop_timeout"):
-        if key in spec:
-            kwargs[key] = _number(where, key, spec[key])
-    if "env" in spec:
-        kwargs["env"] = _strs(where, spec, "env")
-    if "ports" in spec:
-        ports = spec["ports"]
-        if not isinstance(ports, list) or not all(isinstance(p, int) for p in ports):
-            raise NativeError(f"{where}.ports: expected a list of port numbers")
-        kwargs["ports"] = ports
-    if "health" in spec:
-        kwargs["health"] = _health(where, spec["health"])
-    if "init" in spec:
-        init = _table_value(f"{where}.init", spec["init"])
-        _only(f"{where}.init", init, {"command", "creates"})
-        if set(init) != {"command", "creates"}:
-            raise NativeError(f"{where}.init: needs command and creates")
-        creates = _str(f"{where}.init", "creates", init["creates"])
-        kwargs["init"] = Init(_str_list(f"{where}.init", "command", init), creates)
-    if "restart" in spec:
-        restart = _table_value(f"{where}.restart", spec["restart"])
-        _only(f"{where}.restart", restart, {f.name for f in fields(Restart)})
-        delays = {k: _number(f"{where}.restart", k, v) for k, v in restart.items()}
-        kwargs["restart"] = Restart(**delays)
-    return Service(name=name, **kwargs)
-
-
-def _health(where: str, value: Any) -> Health:
-    table = _table_value(f"{where}.health", value)
-    if len(table) != 1 or next(iter(table)) not in HEALTH_KINDS:
-        raise NativeError(f"{where}: health must be one of {sorted(HEALTH_KINDS)}")
-    kind, target = next(iter(table.items()))
-    return Health(kind, _str(f"{where}.health", kind, target))
-
-
-def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    return _table_value(f"{where}{key}", raw.get(key, {}))
-
-
-def _table_value(where: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise NativeError(f"{where}: expected a table")
-    return value
-
-
-def _only(where: str, table: dict[str, Any], allowed: set[str]) -> None:
-    unknown = set(table) - allowed
-    if unknown:
-        raise NativeError(f"{where}: unknown keys {sorted(unknown)}")
-
-
-def _str(where: str, key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise NativeError(f"{where}.{key}: expected a string, got {value!r}")
-    return value
-
-
-def _bool(where: str, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise NativeError(f"{where}.{key}: expected true or false, got {value!r}")
-    return value
-
-
-def _number(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise NativeError(f"{where}.{key}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _str_list(where: str, key: str, spec: dict[str, Any]) -> list[str]:
-    value = spec[key]
-    if not isinstance(value, list) or not value and key == "command":
-        raise NativeError(f"{where}.{key}: expected a non-empty list of strings")
-    return [_str(where, key, item) for item in value]
-
-
-def _strs(where: str, spec: dict[str, Any], key: str) -> dict[str, str]:
-    """A table of strings; numbers are accepted and kept as their text (env = { PORT = 1 })."""
-    table = _table_value(f"{where}.{key}", spec.get(key, {}))
-    out = {}
-    for name, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise NativeError(f"{where}.{key}.{name}: expected a string, got {value!r}")
-        out[name] = str(value)
-    return out
+def _explain(error: Any) -> str:
+    """One pydantic error as `  services.kafka.ports: <what is wrong>, got <value>`."""
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = {"extra_forbidden": "unknown key", "missing": "is required"}.get(error["type"])
+    if error["type"] == "value_error":
+        message = str(error["ctx"]["error"])
+    got = f", got {error['input']!r}"
+    return f"  {where}: {message or error['msg'].lower() + got}"

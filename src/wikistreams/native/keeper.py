@@ -20,10 +20,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import TypeVar
 
+from wikistreams.backoff import Backoff
 from wikistreams.native.config import Config, NativeError, Restart, Service
 from wikistreams.native.paths import ROOT, rel
 from wikistreams.native.procinfo import group_pids
@@ -50,26 +50,13 @@ KEEPER_REGISTER_SECONDS = 15.0
 RESUPERVISE = "`wikistreams-native down NAME` then `up NAME` puts it under a keeper"
 
 
-@dataclass
-class Backoff:
-    """Delay before a restart, from the service's `restart` table: `backoff` seconds, doubled per
-    quick exit, at most `max_backoff`.
-
-    A run that lasted `reset_after` seconds counts as a success, so a service that crashes once a
-    day restarts after 1 s, while one that crashes on start is retried ever more slowly.
-    """
-
-    restart: Restart = field(default_factory=Restart)
-    failures: int = 0
-
-    def delay(self, uptime: float) -> float:
-        restart = self.restart
-        if uptime >= restart.reset_after:
-            self.failures = 0
-        wait = min(restart.max_backoff, restart.backoff * 2.0**self.failures)
-        if wait < restart.max_backoff:
-            self.failures += 1
-        return wait
+def restart_delay(backoff: Backoff, restart: Restart, uptime: float) -> float:
+    """The wait before a restart. A run that lasted `reset_after` seconds counts as a success, so
+    a service that crashes once a day restarts after about `backoff` seconds, while one that
+    crashes on start is retried ever more slowly (up to `max_backoff`)."""
+    if uptime >= restart.reset_after:
+        backoff.reset()
+    return backoff.delay()
 
 
 class Stop(Exception):
@@ -82,7 +69,7 @@ class Keeper:
     def __init__(self, cfg: Config, svc: Service):
         self.cfg, self.svc = cfg, svc
         self.argv = cfg.expand_argv(svc.command, svc)
-        self.backoff = Backoff(svc.restart)
+        self.backoff = Backoff(svc.restart.backoff, svc.restart.max_backoff)
         self.record: PidRecord | None = None  # the running service process
         self.stopping = False
         self.interruptible = False
@@ -96,14 +83,14 @@ class Keeper:
         try:
             while True:
                 code, uptime = self.run_once()
-                delay = self.backoff.delay(uptime)
+                delay = restart_delay(self.backoff, self.svc.restart, uptime)
                 now = time.time()
                 self.state.last_exit = describe_exit(code)
                 self.state.last_exit_at, self.state.next_start = now, now + delay
                 self.save()
                 self.say(
                     f"{self.svc.name} exited ({describe_exit(code)}) after {uptime:.1f}s; "
-                    f"restart #{self.state.restarts + 1} in {delay:g}s"
+                    f"restart #{self.state.restarts + 1} in {delay:.2f}s"
                 )
                 self.pause(time.sleep, delay)
                 self.state.restarts += 1

@@ -15,12 +15,12 @@ nobody else writes.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from wikistreams.backoff import Backoff
 from wikistreams.producer.position import this_producer
 
 log = structlog.get_logger("producer.lease")
@@ -79,13 +79,14 @@ class KafkaLease:
 
     def _serve(self) -> None:
         # Consumer callbacks run inside poll(), on this thread only.
+        backoff = Backoff(base=POLL_SECONDS, cap=5.0)
         try:
             while not self._closing.is_set():
                 try:
                     self._consumer.poll(POLL_SECONDS)
+                    backoff.reset()
                 except KafkaException as exc:  # the broker away: membership lapses on its own
-                    log.warning("lease_poll_failed", error=str(exc)[:300])
-                    time.sleep(POLL_SECONDS)
+                    backoff.wait(self._closing, log, "lease_poll_failed", error=str(exc)[:300])
         finally:
             self._held.clear()
             self._set_state("closed")

@@ -18,6 +18,7 @@ from types import FrameType
 
 import structlog
 
+from wikistreams.backoff import Backoff
 from wikistreams.producer.cache import open_cache
 from wikistreams.producer.config import PRODUCER_VERSION, Settings, SettingsError, load_settings
 from wikistreams.producer.enrich import LabelWorkers, make_breaker
@@ -203,7 +204,7 @@ def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> in
         identity.lease_group,
         settings.lease_session_timeout_ms,
     ).start()
-    rewinds = 0
+    rewinds = Backoff(base=0.5, cap=30.0)  # Kafka slow or away while (re)starting: back off
     try:
         while not stop.is_set():
             heartbeat.beat(role="standby", lease=lease.state)
@@ -221,12 +222,9 @@ def serve(settings: Settings, stop: threading.Event, heartbeat: Heartbeat) -> in
             if outcome in (Outcome.OK, Outcome.FAILED):
                 return int(outcome)
             if outcome is Outcome.REWIND:
-                rewinds += 1
-                delay = min(30.0, 0.5 * 2**rewinds)
-                log.warning("rewinding", rewinds=rewinds, retry_in_seconds=delay)
-                stop.wait(delay)
+                rewinds.wait(stop, log, "rewinding")
             else:
-                rewinds = 0
+                rewinds.reset()
                 log.warning("stepped_down", lease=lease.state)
         return 0
     finally:

@@ -34,8 +34,8 @@ from confluent_kafka.admin import (
     NewTopic,
     ResourceType,
 )
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
+from wikistreams.backoff import Backoff
 from wikistreams.producer.config import TopicSettings, load_settings
 from wikistreams.producer.limits import MAX_RECORD_BYTES
 from wikistreams.producer.position import Position, read_position
@@ -113,35 +113,15 @@ def wait_for_kafka(
     says so in one `kafka_unreachable` line per attempt, instead of dying with a traceback.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-
-    def before_sleep(state: RetryCallState) -> None:
-        on_retry()
-        log.warning(
-            "kafka_unreachable",
-            bootstrap=bootstrap,
-            attempt=state.attempt_number,
-            error=str(state.outcome.exception() if state.outcome else None)[:300],
-            retry_in_seconds=round(state.upcoming_sleep, 1),
-        )
-
-    retrying = Retrying(
-        retry=retry_if_exception_type(KafkaException),
-        wait=wait_random_exponential(multiplier=1, max=backoff_cap),
-        stop=lambda _state: stop.is_set(),
-        sleep=_wait_unless(stop),
-        before_sleep=before_sleep,
-        retry_error_callback=lambda _state: None,
-    )
-    return retrying(admin.list_topics, timeout=timeout) is not None and not stop.is_set()
-
-
-def _wait_unless(stop: threading.Event) -> Callable[[float], None]:
-    """tenacity's `sleep`, cut short by `stop` (the stop condition then ends the retries)."""
-
-    def sleep(seconds: float) -> None:
-        stop.wait(seconds)
-
-    return sleep
+    backoff = Backoff(cap=backoff_cap)
+    while not stop.is_set():
+        try:
+            admin.list_topics(timeout=timeout)
+            return not stop.is_set()
+        except KafkaException as exc:
+            on_retry()
+            backoff.wait(stop, log, "kafka_unreachable", bootstrap=bootstrap, error=str(exc)[:300])
+    return False
 
 
 @dataclass(frozen=True)
@@ -464,7 +444,13 @@ class KafkaSink:
             log.warning("transaction_abort_failed", error=str(exc)[:300])
 
     def _retrying(self, call: Callable[[], None]) -> None:
-        """Repeat `call` while Kafka says it may succeed later (broker away, timed out)."""
+        """Repeat `call` while Kafka says it may succeed later (broker away, timed out).
+
+        No limit on the attempts, on purpose: giving up on a commit Kafka may still complete
+        would resend what it made visible. Kafka itself ends the wait (an abortable or fatal
+        error); meanwhile /health shows the retries and the heartbeat goes on.
+        """
+        backoff = Backoff(base=0.1, cap=COMMIT_POLL_SECONDS)
         while True:
             try:
                 call()
@@ -475,6 +461,7 @@ class KafkaSink:
                     raise
                 self.commit_retries += 1
                 self.on_wait()
+                backoff.wait(None, log, "kafka_retrying", error=str(exc)[:300])
 
     def _produce(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import random
 import threading
 import time
 import zlib
@@ -26,6 +25,7 @@ import requests
 import structlog
 import urllib3
 
+from wikistreams.backoff import Backoff
 from wikistreams.producer.backfill import since_for
 from wikistreams.producer.liveness import Liveness
 from wikistreams.producer.logs import LogFields
@@ -124,16 +124,6 @@ class SourceOptions:
         )
 
 
-def reconnect_delay(attempt: int, cap: float, base: float = 1.0) -> float:
-    """Exponential backoff with jitter, so many clients do not reconnect in step.
-
-    The jitter spans the upper half only ("equal jitter"): unlike full jitter, it never retries
-    at once, so a failing server sees at most one connection per `min(cap, base) / 2` seconds.
-    """
-    ceiling = min(cap, base * 2**attempt)
-    return random.uniform(ceiling / 2, ceiling)
-
-
 class SseSource:
     """Reads EventStreams over one connection, reconnecting for ever.
 
@@ -195,7 +185,7 @@ class SseSource:
             )
 
     def __iter__(self) -> Iterator[RawEvent]:
-        attempt = 0
+        backoff = Backoff(self._backoff_base, self._options.backoff_cap)
         while not self._stop.is_set():
             delivered = 0
             error: BaseException | None = None
@@ -210,8 +200,9 @@ class SseSource:
                 error = exc
             if self._stop.is_set():
                 return
+            self.reconnects += 1
             if delivered:
-                attempt = 0
+                backoff.reset()
             if error is None and delivered:  # the routine end of a connection (~15 min)
                 delay = self._server_retry()
                 log.info(
@@ -221,21 +212,19 @@ class SseSource:
                     events=delivered,
                     retry_in_seconds=round(delay, 2),
                 )
+                self._stop.wait(delay)
             else:
                 self.state = "retrying"
                 self.liveness.failed(error)
-                delay = reconnect_delay(attempt, self._options.backoff_cap, self._backoff_base)
-                delay = max(delay, self._retry_after(error))
-                attempt += 1
-                log.warning(
+                backoff.wait(
+                    self._stop,
+                    log,
                     "sse_disconnected",
+                    floor=self._retry_after(error),
                     error=f"{type(error).__name__}: {error}" if error else "ended with no event",
                     cause=self.liveness.cause.value if self.liveness.cause else None,
                     events=delivered,
-                    retry_in_seconds=round(delay, 2),
                 )
-            self.reconnects += 1
-            self._stop.wait(delay)
 
     def _server_retry(self) -> float:
         """The wait after a clean end: the server's `retry:` (capped), else none."""
