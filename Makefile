@@ -9,7 +9,7 @@ NATIVE  := $(VENV)/bin/wikistreams-native
 WITH_STACK := $(VPY) -m wikistreams.native.with_stack
 # What `make up` starts: the whole pipeline (druid-supervisor: the one-shot Druid supervisor
 # submit, run once Druid is up). `make up SERVICES="kafka druid"` narrows it.
-PIPELINE := zookeeper kafka druid druid-supervisor producer superset observability
+PIPELINE := zookeeper kafka druid druid-supervisor producer trends superset observability
 SERVICES ?= $(PIPELINE)
 # How many producer copies `make up` runs: 1, or 2 for a hot standby (`make up PRODUCERS=2` adds
 # the producer-standby service: one copy holds the Kafka lease and writes, the other takes over

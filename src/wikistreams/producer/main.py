@@ -45,21 +45,26 @@ from wikistreams.producer.wikidata import WikidataClient
 log = structlog.get_logger("producer.main")
 
 
-def build_label_workers(settings: Settings) -> LabelWorkers | None:
-    """The enrichment threads (cache lookup, API calls); None when enrichment is off."""
-    if not settings.enrichment_enabled:
-        return None
-    client = WikidataClient(
+def build_client(settings: Settings, retry_budget_seconds: float | None = None) -> WikidataClient:
+    """The Wikidata API client as the settings configure it (the trends processor passes its
+    own, shorter budget: its lookups run on the stream's thread)."""
+    return WikidataClient(
         settings.wikidata_api_url,
         settings.user_agent,
         timeout=settings.wikidata_timeout_seconds,
         maxlag=settings.wikidata_maxlag_seconds,
         max_retries=settings.wikidata_max_retries,
         retry_after_cap=settings.wikidata_retry_after_max_seconds,
-        retry_budget_seconds=settings.wikidata_retry_budget_seconds,
+        retry_budget_seconds=retry_budget_seconds or settings.wikidata_retry_budget_seconds,
     )
+
+
+def build_label_workers(settings: Settings) -> LabelWorkers | None:
+    """The enrichment threads (cache lookup, API calls); None when enrichment is off."""
+    if not settings.enrichment_enabled:
+        return None
     return LabelWorkers(
-        client,
+        build_client(settings),
         open_cache(settings),
         make_breaker(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
         max_ids=settings.enrich_batch_max_ids,
