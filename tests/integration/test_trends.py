@@ -149,7 +149,9 @@ class Run:
     def close(self) -> None:
         self.stop()
         self.log.close()
-        delete_topics(self.input, self.output)
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        internal = [t for t in admin.list_topics(timeout=30).topics if self.group in t]
+        delete_topics(self.input, self.output, *internal)
 
 
 @pytest.fixture

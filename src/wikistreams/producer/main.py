@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TypeVar
 
 import structlog
 
@@ -253,8 +254,15 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def run(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="wikistreams-producer", description=__doc__)
+AnySettings = TypeVar("AnySettings", bound=Settings)
+
+
+def settings_for_run(
+    prog: str, description: str | None, model: type[AnySettings], argv: list[str] | None
+) -> AnySettings | None:
+    """The settings of a long-running part, or None after `--check-config` found them usable.
+    Invalid settings exit 2 with one line per bad setting."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--check-config",
         action="store_true",
@@ -262,11 +270,16 @@ def run(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(model)
     except SettingsError as err:
-        print(f"wikistreams-producer: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         sys.exit(2)
-    if args.check_config:
+    return None if args.check_config else settings
+
+
+def run(argv: list[str] | None = None) -> None:
+    settings = settings_for_run("wikistreams-producer", __doc__, Settings, argv)
+    if settings is None:
         return
     configure_logging(settings.log_level)
     log.info("startup", version=PRODUCER_VERSION, config=settings.masked())

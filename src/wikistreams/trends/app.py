@@ -39,6 +39,7 @@ from wikistreams.trends.steps import PageStep, StepCounts, StoryStep, story_key
 
 log = structlog.get_logger("trends.app")
 MIB = 1024 * 1024
+WRITE_BUFFER_MIB = 8
 
 
 def _bad_input(
@@ -97,7 +98,13 @@ def build_app(
         commit_interval=settings.commit_interval_seconds,
         consumer_extra_config=consumer_config,
         state_dir=settings.trends_state_dir,
-        rocksdb_options=RocksDBOptions(block_cache_size=settings.trends_state_cache_mb * MIB),
+        rocksdb_options=RocksDBOptions(
+            block_cache_size=settings.trends_state_cache_mb * MIB,
+            # One RocksDB per store and partition (2 stores x KAFKA_TOPIC_PARTITIONS): Quix's
+            # 3 x 64 MiB memtables each would let RSS grow past 1 GiB; the state is small.
+            write_buffer_size=WRITE_BUFFER_MIB * MIB,
+            max_write_buffer_number=2,
+        ),
         processing_guarantee="exactly-once",
         on_processing_error=skip_bad_input,
         on_consumer_error=skip_undecodable,

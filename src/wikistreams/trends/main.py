@@ -8,18 +8,16 @@ hand, commits its checkpoint (offsets, output, state, in one transaction) and re
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 
 import structlog
 
 from wikistreams.producer.cache import open_cache
-from wikistreams.producer.config import PRODUCER_VERSION, SettingsError, load_settings
+from wikistreams.producer.config import PRODUCER_VERSION
 from wikistreams.producer.enrich import make_breaker
 from wikistreams.producer.health import Heartbeat, serve_health
 from wikistreams.producer.logs import configure_logging
-from wikistreams.producer.main import build_client
+from wikistreams.producer.main import build_client, settings_for_run
 from wikistreams.trends.config import TrendsSettings
 from wikistreams.trends.detector import DetectorParams
 from wikistreams.trends.resolve import StoryResolver
@@ -41,19 +39,8 @@ def build_resolver(settings: TrendsSettings) -> StoryResolver | None:
 
 
 def run(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="wikistreams-trends", description=__doc__)
-    parser.add_argument(
-        "--check-config",
-        action="store_true",
-        help="validate the settings (environment and .env) and exit: 0 when they are usable",
-    )
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(TrendsSettings)
-    except SettingsError as err:
-        print(f"wikistreams-trends: {err}", file=sys.stderr)
-        sys.exit(2)
-    if args.check_config:
+    settings = settings_for_run("wikistreams-trends", __doc__, TrendsSettings, argv)
+    if settings is None:
         return
     configure_logging(settings.log_level, service="trends")
     # Libraries' warnings (e.g. a deprecation printed at import) become JSON lines too.
