@@ -1,4 +1,4 @@
-"""Trends processor capacity: throughput, RSS, state size and Wikidata requests on live-shaped input.
+"""Trends processor capacity: throughput, RSS, state size, Wikidata requests on live-shaped input.
 
     python -m benchmarks.trends_bench [--days 0.1] [--page-days 1] [--json out.json]
 
