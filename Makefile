@@ -9,7 +9,7 @@ NATIVE  := $(VENV)/bin/wikistreams-native
 WITH_STACK := $(VPY) -m wikistreams.native.with_stack
 # What `make up` starts: the whole pipeline (druid-supervisor: the one-shot Druid supervisor
 # submit, run once Druid is up). `make up SERVICES="kafka druid"` narrows it.
-PIPELINE := zookeeper kafka druid druid-supervisor producer superset observability
+PIPELINE := zookeeper kafka druid druid-supervisor producer trends superset observability
 SERVICES ?= $(PIPELINE)
 # How many producer copies `make up` runs: 1, or 2 for a hot standby (`make up PRODUCERS=2` adds
 # the producer-standby service: one copy holds the Kafka lease and writes, the other takes over
@@ -24,7 +24,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench capacity
+.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench trends-bench capacity
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ fmt: $(VPY) ## format the code
 
 bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
 	STACK_SERVICES=kafka $(WITH_STACK) -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
+
+trends-bench: $(VPY) ## trends processor: throughput, RSS, state size, Wikidata requests/h (~5 min; docs/trends.md "The processor")
+	STACK_SERVICES=kafka $(WITH_STACK) -- $(VPY) -m benchmarks.trends_bench --json var/log/trends-bench.json $(TRENDS_BENCH_ARGS)
 
 capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~75 min; REPLACES the datasource) -> docs/capacity.md
 	$(VPY) -m pip install -q -e '.[bench]'

@@ -4,6 +4,9 @@ It indexes every entity found in `tests/data/recorded/wikidata/` (recorded `wbge
 responses and entity documents), and answers `action=wbgetentities` the way the API does:
 entities keyed by the requested id, redirects resolved (with the `redirects` block), unknown ids as
 `{"id": X, "missing": ""}`, languages filtered with the API's fallback (ko -> mul -> en).
+Lookups by page (`sites=<wiki>&titles=<t1|t2>`) are answered from the recorded entities'
+sitelinks: found items keyed by id (with `sitefilter`'s one sitelink), pages without an item as
+`{"site", "title", "missing": ""}` under negative keys, as the API answers them.
 
 Failure modes for tests replay the recorded error bodies: `maxlag` (with `Retry-After`),
 `ratelimited`, HTTP 429/503, slow answers and hard failures; an outage that hangs and then answers
@@ -42,6 +45,7 @@ class Recorded:
     entities: dict[str, dict] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
+    sitelinks: dict[tuple[str, str], str] = field(default_factory=dict)  # (wiki, title) -> id
     maxlag_body: bytes = b""
     ratelimited_body: bytes = b""
 
@@ -88,6 +92,11 @@ def _add(rec: Recorded, key: str, entity: dict) -> None:
             for lang, term in terms.items():
                 if isinstance(term, dict) and "value" in term:
                     merged[kind].setdefault(lang, {"language": lang, "value": term["value"]})
+    links = entity.get("sitelinks") or {}
+    if isinstance(links, dict):
+        for site, link in links.items():
+            if isinstance(link, dict) and isinstance(link.get("title"), str):
+                rec.sitelinks.setdefault((site, link["title"]), target)
 
 
 GARBAGE_KINDS = (
@@ -178,6 +187,21 @@ class WikidataStandIn(LoopbackServer):
             entities[requested] = out
         return {"entities": entities, "success": 1}
 
+    def answer_titles(self, site: str, titles: list[str], languages: list[str]) -> dict:
+        entities: dict[str, dict] = {}
+        for n, title in enumerate(titles, start=1):
+            target = self.recorded.sitelinks.get((site, title))
+            if target is None:
+                entities[f"-{n}"] = {"site": site, "title": title, "missing": ""}
+                continue
+            entity = self.recorded.entities[target]
+            out = {"type": entity["type"], "id": target}
+            for kind in ("labels", "descriptions"):
+                out[kind] = _with_fallback(entity[kind], languages)
+            out["sitelinks"] = {site: {"site": site, "title": title, "badges": []}}
+            entities[target] = out
+        return {"entities": entities, "success": 1}
+
 
 def _with_fallback(terms: dict, languages: list[str]) -> dict:
     out = {}
@@ -234,12 +258,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if delay:
             time.sleep(delay)
-        if params.get("action") != "wbgetentities" or not params.get("ids"):
+        languages = params.get("languages", "en").split("|")
+        if params.get("action") == "wbgetentities" and params.get("sites") and params.get("titles"):
+            body = self.server.answer_titles(
+                params["sites"], params["titles"].split("|"), languages
+            )
+        elif params.get("action") != "wbgetentities" or not params.get("ids"):
             self._send(200, json.dumps({"error": {"code": "badvalue"}}).encode(), {})
             return
-        body = self.server.answer(
-            params["ids"].split("|"), params.get("languages", "en").split("|")
-        )
+        else:
+            body = self.server.answer(params["ids"].split("|"), languages)
         if garbage is not None:
             body = _spoil(body, garbage, b.huge_label_chars)
         encoded = json.dumps(body, ensure_ascii=False).encode("utf-8")

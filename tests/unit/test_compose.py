@@ -732,3 +732,18 @@ def test_broken_copies_are_rejected(compose_check, tmp_path, old, new, message):
     assert done.returncode == 1
     assert message in done.stderr
     assert done.stdout == ""
+
+
+def test_trends_environment_is_only_its_settings_and_its_own_health_port(secrets_project):
+    """The trends processor gets only what `TrendsSettings` reads (no other service's secret),
+    every TRENDS_* setting, the producers' Redis label cache and its own /health port."""
+    from wikistreams.trends.config import TrendsSettings
+
+    service = secrets_project[0]["services"]["trends"]
+    env = service["environment"]
+    assert set(env) <= {name.upper() for name in TrendsSettings.model_fields}
+    assert {n.upper() for n in TrendsSettings.model_fields if n.startswith("trends_")} <= set(env)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092" and env["USER_AGENT_CONTACT"]
+    assert env["REDIS_URL"] == "redis://redis:6379/0" and env["HEALTH_PORT"] == "8098"
+    assert service["command"] == ["wikistreams-trends"]
+    assert "8098" in " ".join(service["healthcheck"]["test"])

@@ -43,6 +43,7 @@ PRODUCTION_ENV = {
 RELEASED = {
     "producer": "producer",
     "druid-init": "producer",
+    "trends": "producer",
     "superset": "superset",
     "superset-init": "superset",
     "docker-stats-logger": "producer",

@@ -123,7 +123,7 @@ def test_the_producer_needs_only_kafka_and_druid_is_a_one_shot_step():
         f"{ROOT}/.venv/bin/wikistreams-druid",
         "submit",
     ]
-    assert set(order.resolve_names(cfg, ["pipeline"])) == {"producer", "druid-supervisor"}
+    assert set(order.resolve_names(cfg, ["pipeline"])) == {"producer", "druid-supervisor", "trends"}
     assert not [s.name for s in cfg.services.values() if "druid-supervisor" in s.needs]
     assert "druid-supervisor" in make_up_line()
     assert "druid-supervisor" in order.with_dependents(cfg, ["druid-indexer"])

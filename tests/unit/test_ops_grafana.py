@@ -130,6 +130,7 @@ def test_alert_rules_are_well_formed():
         "Dead-letter rate high",
         "Producer cannot reach Kafka",
         "Producer cannot save its checkpoint",
+        "Trends processor behind",
         "Container memory near limit",
     }
     assert len({r["uid"] for r in rules}) == len(rules)

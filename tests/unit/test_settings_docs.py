@@ -42,3 +42,20 @@ def test_required_names_from_the_producer_issue_exist():
         "KAFKA_LEASE_TOPIC",
         "USER_AGENT_CONTACT",
     } <= names
+
+
+def test_trends_blocks_match_the_trends_model():
+    from wikistreams.producer.settings_doc import (
+        TRENDS_ENV_BEGIN,
+        TRENDS_ENV_END,
+        TRENDS_TABLE_BEGIN,
+        TRENDS_TABLE_END,
+    )
+    from wikistreams.trends.config import TrendsSettings
+
+    env = (REPO_ROOT / ".env.example").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert block_in(env, TRENDS_ENV_BEGIN, TRENDS_ENV_END) == env_block(TrendsSettings)
+    assert block_in(readme, TRENDS_TABLE_BEGIN, TRENDS_TABLE_END) == markdown_table(TrendsSettings)
+    names = {name for name, *_ in rows(TrendsSettings)}
+    assert "TRENDS_TOPIC" in names and "KAFKA_TOPIC" not in names  # shared names stay shared

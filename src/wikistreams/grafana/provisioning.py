@@ -40,10 +40,16 @@ LOGS = "instant"
 # ── LogsQL building blocks: one per log shape ───────────────────────────────────────────────────
 
 
-def producer_event(msg: str, fields: tuple[str, ...], pipe: str) -> str:
-    """Lines of the producer with ``"msg": <msg>``, parsed at query time (raw lines are stored)."""
+def producer_event(msg: str, fields: tuple[str, ...], pipe: str, service: str = "producer") -> str:
+    """Lines of the producer (or `service`) with ``"msg": <msg>``, parsed at query time (raw
+    lines are stored)."""
     unpacked = ", ".join(("msg",) + fields)
-    return f'{{service="producer"}} | unpack_json fields ({unpacked}) | filter msg:={msg} | {pipe}'
+    return f'{{service="{service}"}} | unpack_json fields ({unpacked}) | filter msg:={msg} | {pipe}'
+
+
+def trends_stats(*fields: str, pipe: str) -> str:
+    """The trends processor's ``stats`` line (src/wikistreams/trends/stats.py)."""
+    return producer_event("stats", fields, pipe, service="trends")
 
 
 def producer_stats(*fields: str, pipe: str) -> str:
@@ -362,6 +368,24 @@ PRODUCER_PERFORMANCE = Dashboard(
             ),
             "Replayed meta.id values and Wikimedia canary events, dropped on purpose.",
         ),
+        Panel(
+            "Trends: edits, candidates, trends out per minute",
+            trends_stats(
+                "edits",
+                "candidates",
+                "trends_out",
+                "resolutions",
+                pipe="stats sum(edits) as edits, sum(candidates) as candidates, "
+                "sum(trends_out) as trends_out, sum(resolutions) as wikidata_lookups",
+            ),
+            "The trends processor: human article edits counted, candidate-page signals, trend "
+            "records written, and candidate pages resolved to their Wikidata item.",
+        ),
+        Panel(
+            "Trends: input lag",
+            trends_stats("lag", pipe="stats max(lag) as lag"),
+            "Committed records of the enriched topic the trends processor has not read yet.",
+        ),
     ),
 )
 
@@ -601,6 +625,19 @@ ALERTS = (
         summary="Committing the Kafka transaction with the resume position keeps failing "
         "(broker away or refusing it): nothing new reaches Druid; past 60 s Kafka aborts the "
         "transaction and the producer rewinds to the last committed position.",
+        dashboard_uid=PRODUCER_PERFORMANCE.uid,
+    ),
+    Alert(
+        uid="ws-trends-behind",
+        title="Trends processor behind",
+        expr=trends_stats("lag", pipe="stats max(lag) as lag"),
+        reducer="min",
+        comparison="gt",
+        threshold=10000,
+        window_seconds=600,
+        pending="5m",
+        summary="The trends processor has been more than 10k enriched records behind for 10 "
+        "minutes: 'Trending now' is late (a 10x-live burst clears in about a minute).",
         dashboard_uid=PRODUCER_PERFORMANCE.uid,
     ),
     Alert(

@@ -1,7 +1,9 @@
 """Label cache in front of the Wikidata API: SQLite for one producer, Redis for several.
 
 Both backends store the same JSON value per entity id, with a long TTL for labels and a short one
-for "not found" (a negative cache, so a deleted item is not asked for on every edit).
+for "not found" (a negative cache, so a deleted item is not asked for on every edit). The trends
+processor also keeps which item a page belongs to (`sitelink|<wiki>|<title>` -> item id or "no
+item") in the same store, so the labels it finds serve the producer and the other way round.
 
 The cache only speeds the stream up, so its faults must never stop it: a corrupt SQLite file is
 moved aside and replaced by an empty one, a full disk fails single writes (the enricher counts
@@ -34,6 +36,12 @@ R = TypeVar("R")
 
 # None in a lookup result means "cached as not found"; a missing key means "not cached".
 CachedLabels = WikidataLabels | None
+# Keys of page -> item entries; `|` is in no entity id and no page title.
+SITELINK_PREFIX = "sitelink|"
+
+
+def sitelink_key(site: str, title: str) -> str:
+    return f"{SITELINK_PREFIX}{site}|{title}"
 
 
 class LabelCache(ABC):
@@ -65,11 +73,44 @@ class LabelCache(ABC):
         if rows:
             self._put_raw(rows)
 
+    def get_sitelinks(self, site: str, titles: Iterable[str]) -> dict[str, str | None]:
+        """Title -> item id (None: cached as "no item") for the titles of `site` it holds."""
+        keys = {sitelink_key(site, title): title for title in dict.fromkeys(titles)}
+        if not keys:
+            return {}
+        out: dict[str, str | None] = {}
+        for key, value in self._get_raw(list(keys)).items():
+            try:
+                data = json.loads(value)
+                item = data.get("id") if data.get("found") else None
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if item is None or isinstance(item, str):
+                out[keys[key]] = item
+        self.hits += len(out)
+        self.misses += len(keys) - len(out)
+        return out
+
+    def put_sitelinks(self, site: str, found: Mapping[str, str], not_found: Iterable[str]) -> None:
+        """Store which item each title of `site` belongs to (`found`) or that it has none."""
+        rows = [
+            (sitelink_key(site, title), json.dumps({"found": True, "id": item}), self.ttl)
+            for title, item in found.items()
+        ]
+        rows += [
+            (sitelink_key(site, title), json.dumps({"found": False}), self.negative_ttl)
+            for title in not_found
+        ]
+        if rows:
+            self._put_raw(rows)
+
     def recent(self, limit: int) -> dict[str, CachedLabels]:
-        """Up to `limit` live entries, most recently stored first, to warm a memory tier at
-        start. Only a cache that knows its own recency answers; the default has none."""
+        """Up to `limit` live label entries, most recently stored first, to warm a memory tier
+        at start. Only a cache that knows its own recency answers; the default has none."""
         out = {}
         for key, value in self._recent_raw(limit):
+            if key.startswith(SITELINK_PREFIX):
+                continue
             try:
                 out[key] = _decode(value)
             except (ValueError, TypeError):

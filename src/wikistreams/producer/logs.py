@@ -3,8 +3,10 @@ Grafana dashboards and alert rules query (see docs/contracts.md)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 import structlog
@@ -15,9 +17,40 @@ SERVICE = "producer"
 LogFields = dict[str, Any]
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+# Loggers of this project: structlog renders their lines; every other logger is a library's.
+OWN_LOGGERS = ("producer", "trends")
+
+
+class _LibraryLinesAsJson(logging.Formatter):
+    """Lines of libraries' own stdlib loggers (Quix Streams, librdkafka through confluent-kafka)
+    as the same JSON objects, so no plain-text line slips past the log contract."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.split(".", 1)[0] in OWN_LOGGERS:
+            return record.getMessage()
+        line: LogFields = {
+            "level": record.levelname.lower().replace("critical", "error"),
+            "logger": record.name,
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "msg": record.getMessage(),
+            "service": self.service,
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(
+    level: str = "INFO", stream: TextIO | None = None, service: str = SERVICE
+) -> None:
     """Every line carries `ts`, `level`, `logger`, `msg` and `service`."""
-    logging.basicConfig(level=level, stream=stream or sys.stdout, format="%(message)s", force=True)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(_LibraryLinesAsJson(service))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Third-party loggers (urllib3, kafka) stay quiet unless they warn.
     for noisy in ("urllib3",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -28,7 +61,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             structlog.processors.EventRenamer("msg"),
-            _add_service,
+            _service(service),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
@@ -38,6 +71,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     )
 
 
-def _add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    event_dict.setdefault("service", SERVICE)
-    return event_dict
+def _service(name: str) -> structlog.typing.Processor:
+    def add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("service", name)
+        return event_dict
+
+    return add_service

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TypeVar
 
 import structlog
 
@@ -47,21 +48,26 @@ from wikistreams.producer.wikidata import WikidataClient
 log = structlog.get_logger("producer.main")
 
 
-def build_label_workers(settings: Settings) -> LabelWorkers | None:
-    """The enrichment threads (cache lookup, API calls); None when enrichment is off."""
-    if not settings.enrichment_enabled:
-        return None
-    client = WikidataClient(
+def build_client(settings: Settings, retry_budget_seconds: float | None = None) -> WikidataClient:
+    """The Wikidata API client as the settings configure it (the trends processor passes its
+    own, shorter budget: its lookups run on the stream's thread)."""
+    return WikidataClient(
         settings.wikidata_api_url,
         settings.user_agent,
         timeout=settings.wikidata_timeout_seconds,
         maxlag=settings.wikidata_maxlag_seconds,
         max_retries=settings.wikidata_max_retries,
         retry_after_cap=settings.wikidata_retry_after_max_seconds,
-        retry_budget_seconds=settings.wikidata_retry_budget_seconds,
+        retry_budget_seconds=retry_budget_seconds or settings.wikidata_retry_budget_seconds,
     )
+
+
+def build_label_workers(settings: Settings) -> LabelWorkers | None:
+    """The enrichment threads (cache lookup, API calls); None when enrichment is off."""
+    if not settings.enrichment_enabled:
+        return None
     return LabelWorkers(
-        client,
+        build_client(settings),
         open_cache(settings),
         make_breaker(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
         max_ids=settings.enrich_batch_max_ids,
@@ -251,8 +257,15 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def run(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="wikistreams-producer", description=__doc__)
+AnySettings = TypeVar("AnySettings", bound=Settings)
+
+
+def settings_for_run(
+    prog: str, description: str | None, model: type[AnySettings], argv: list[str] | None
+) -> AnySettings | None:
+    """The settings of a long-running part, or None after `--check-config` found them usable.
+    Invalid settings exit 2 with one line per bad setting."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--check-config",
         action="store_true",
@@ -260,11 +273,16 @@ def run(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(model)
     except SettingsError as err:
-        print(f"wikistreams-producer: {err}", file=sys.stderr)
+        print(f"{prog}: {err}", file=sys.stderr)
         sys.exit(2)
-    if args.check_config:
+    return None if args.check_config else settings
+
+
+def run(argv: list[str] | None = None) -> None:
+    settings = settings_for_run("wikistreams-producer", __doc__, Settings, argv)
+    if settings is None:
         return
     configure_logging(settings.log_level)
     log.info("startup", version=PRODUCER_VERSION, config=settings.masked())

@@ -182,7 +182,7 @@ def _is_topic_override(entry: ConfigEntry | None, value: str) -> bool:
     if entry is None or entry.value != value:
         return False
     source = getattr(entry.source, "value", entry.source)
-    return source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    return bool(source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
 
 
 def ensure_topics(
@@ -515,7 +515,7 @@ class KafkaSink:
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for outstanding deliveries; returns how many are still undelivered."""
         try:
-            return self._producer.flush(timeout)
+            return int(self._producer.flush(timeout))
         except KafkaException as exc:
             raise _classify(exc) from exc
 
@@ -528,4 +528,6 @@ def _classify(exc: KafkaException) -> Exception:
         return Fenced(f"{err.name()}: {err.str()}")
     if err.txn_requires_abort():
         return TransactionAborted(f"{err.name()}: {err.str()}")
-    return exc
+    # confluent-kafka < 2.13 (quixstreams' bound) ships no types: KafkaException is Any there.
+    kept: Exception = exc
+    return kept

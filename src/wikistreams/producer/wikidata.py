@@ -1,4 +1,5 @@
-"""Wikidata Action API client: Korean/English labels and descriptions by entity id.
+"""Wikidata Action API client: Korean/English labels and descriptions by entity id, and the
+items of pages (`sites`/`titles`) for the trends processor.
 
 One `wbgetentities` call serves up to 50 ids. The client is polite the way the API etiquette
 asks: requests in series, `maxlag`, gzip, a User-Agent, and it honours `Retry-After` on maxlag,
@@ -79,6 +80,26 @@ def wbgetentities_params(ids: list[str], maxlag: int) -> dict[str, str]:
     }
 
 
+def wbgetentities_titles_params(site: str, titles: list[str], maxlag: int) -> dict[str, str]:
+    """The query for the items of pages of one wiki, with their Korean/English terms.
+
+    `sitefilter` keeps only the asked wiki's sitelink in the answer: that is how an item is
+    matched back to the title asked (the answer is keyed by item id). Descriptions are asked
+    too, so what is cached per item is the same as the producer's label lookups store.
+    """
+    return {
+        "action": "wbgetentities",
+        "sites": site,
+        "titles": "|".join(titles),
+        "props": "labels|descriptions|sitelinks",
+        "sitefilter": site,
+        "languages": LANGUAGES,
+        "languagefallback": "1",
+        "format": "json",
+        "maxlag": str(maxlag),
+    }
+
+
 def entity_id_for(wiki: str, namespace: int, title: str) -> str | None:
     """The entity id a wikidatawiki page title names, or None for any other page."""
     if wiki != WIKIDATA_WIKI:
@@ -133,6 +154,14 @@ _RETRYABLE_REQUEST_ERRORS = (
 @dataclass
 class FetchResult:
     found: dict[str, WikidataLabels] = field(default_factory=dict)
+    not_found: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TitlesResult:
+    """Per asked title: its item id and the item's labels, or not found (no item, no page)."""
+
+    found: dict[str, tuple[str, WikidataLabels]] = field(default_factory=dict)
     not_found: list[str] = field(default_factory=list)
 
 
@@ -195,6 +224,26 @@ class WikidataClient:
             raise ValueError(f"at most {MAX_IDS_PER_CALL} ids per call, got {len(ids)}")
         if not ids:
             return FetchResult()
+        return parse_entities(self._entities(wbgetentities_params(ids, self._maxlag)), ids)
+
+    def fetch_titles(self, site: str, titles: list[str]) -> TitlesResult:
+        """The items of up to 50 pages of one wiki (`site`, a database name such as `enwiki`),
+        with their labels; pages without an item come back in `not_found`.
+
+        Raises `WikidataUnavailable` (and `ValueError` for more than 50 titles or a title the
+        API could not take, a caller's bug).
+        """
+        if len(titles) > MAX_IDS_PER_CALL:
+            raise ValueError(f"at most {MAX_IDS_PER_CALL} titles per call, got {len(titles)}")
+        if any("|" in title or not title for title in titles):
+            raise ValueError("a title is empty or holds '|', the API's separator")
+        if not titles:
+            return TitlesResult()
+        params = wbgetentities_titles_params(site, titles, self._maxlag)
+        return parse_sitelinks(self._entities(params), site, titles)
+
+    def _entities(self, params: dict[str, str]) -> dict[str, Any]:
+        """The `entities` object of one call, retried within the budget."""
         deadline = time.monotonic() + self._budget
         retrying = Retrying(
             retry=retry_if_exception_type(_Retryable),
@@ -210,7 +259,8 @@ class WikidataClient:
             reraise=True,
         )
         try:
-            return retrying(self._call, ids, deadline)
+            entities: dict[str, Any] = retrying(self._call, params, deadline)
+            return entities
         except _Retryable as exc:
             raise self._gave_up(exc, deadline) from exc
         except WikidataUnavailable:
@@ -245,10 +295,9 @@ class WikidataClient:
             return self._capped(exc.retry_after) or 0.0
         return wait_random_exponential(multiplier=0.5, max=self._retry_after_cap)(state)
 
-    def _call(self, ids: list[str], deadline: float) -> FetchResult:
+    def _call(self, params: dict[str, str], deadline: float) -> dict[str, Any]:
         if self._closed:
             raise WikidataUnavailable("client closed")
-        params = wbgetentities_params(ids, self._maxlag)
         attempt_deadline = min(time.monotonic() + self._timeout, deadline)
         timeout = max(0.001, attempt_deadline - time.monotonic())
         started = time.perf_counter()
@@ -265,7 +314,7 @@ class WikidataClient:
             raise WikidataUnavailable(f"{type(exc).__name__}: {_short(exc)}") from exc
         finally:
             self.stats.record((time.perf_counter() - started) * 1000)
-        return self._parse(resp, body, ids)
+        return self._parse(resp, body)
 
     def _read_body(self, resp: requests.Response, deadline: float) -> bytes:
         """The decoded body, or `AnswerTooLarge` past `max_answer_bytes` (urllib3 inflates at
@@ -307,7 +356,7 @@ class WikidataClient:
         self._failed("AnswerTooLarge", f"decoded answer over {limit} bytes", 200)
         return WikidataUnavailable(f"answer too large: over {limit} bytes decoded")
 
-    def _parse(self, resp: requests.Response, body: bytes, ids: list[str]) -> FetchResult:
+    def _parse(self, resp: requests.Response, body: bytes) -> dict[str, Any]:
         retry_after = _retry_after(resp)
         if resp.status_code == 429 or resp.status_code >= 500:
             self._failed("HTTPError", f"HTTP {resp.status_code}", resp.status_code)
@@ -337,7 +386,7 @@ class WikidataClient:
         entities = answer.get("entities")
         if not isinstance(entities, dict):
             raise self._malformed(f"entities is {type(entities).__name__}, not an object", resp)
-        return parse_entities(entities, ids)
+        return entities
 
     def _malformed(self, reason: str, resp: requests.Response) -> WikidataUnavailable:
         """Valid JSON of the wrong shape: an API change or a broken proxy, not worth a retry."""
@@ -399,15 +448,41 @@ def parse_entities(entities: dict[str, Any], requested: list[str]) -> FetchResul
         if entity is None or "missing" in entity:
             result.not_found.append(entity_id)
             continue
-        labels = _terms(entity.get("labels"))
-        descriptions = _terms(entity.get("descriptions"))
-        result.found[entity_id] = WikidataLabels(
-            label_ko=_pick(labels, "ko", KO_LANGUAGES),
-            label_en=_pick(labels, "en", EN_LANGUAGES),
-            description_ko=_pick(descriptions, "ko", KO_LANGUAGES),
-            description_en=_pick(descriptions, "en", EN_LANGUAGES),
-        )
+        result.found[entity_id] = _labels_of(entity)
     return result
+
+
+def parse_sitelinks(entities: dict[str, Any], site: str, requested: list[str]) -> TitlesResult:
+    """Map each requested title of `site` to its item and labels, by the item's sitelink.
+
+    Pages without an item come back as `{"site", "title", "missing": ""}` under a negative
+    key. A title the API normalised or followed as a redirect matches no sitelink asked for and
+    counts as not found, like a malformed entity: a wrong match would name the wrong story.
+    """
+    result = TitlesResult()
+    wanted = set(requested)
+    for entity in entities.values():
+        if not isinstance(entity, dict) or "missing" in entity:
+            continue
+        entity_id = entity.get("id")
+        links = _terms(entity.get("sitelinks"))
+        link = links.get(site)
+        title = link.get("title") if isinstance(link, dict) else None
+        if isinstance(entity_id, str) and isinstance(title, str) and title in wanted:
+            result.found[title] = (entity_id, _labels_of(entity))
+    result.not_found = [title for title in requested if title not in result.found]
+    return result
+
+
+def _labels_of(entity: dict[str, Any]) -> WikidataLabels:
+    labels = _terms(entity.get("labels"))
+    descriptions = _terms(entity.get("descriptions"))
+    return WikidataLabels(
+        label_ko=_pick(labels, "ko", KO_LANGUAGES),
+        label_en=_pick(labels, "en", EN_LANGUAGES),
+        description_ko=_pick(descriptions, "ko", KO_LANGUAGES),
+        description_en=_pick(descriptions, "en", EN_LANGUAGES),
+    )
 
 
 def _terms(terms: object) -> dict[str, Any]:

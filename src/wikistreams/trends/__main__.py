@@ -1,0 +1,5 @@
+"""`python -m wikistreams.trends`"""
+
+from wikistreams.trends.main import run
+
+run()

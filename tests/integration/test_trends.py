@@ -1,0 +1,276 @@
+"""The trends processor as a real process (`wikistreams-trends`) on the real Kafka.
+
+Input: the recorded enwiki sample as enriched records plus DERIVED bursts (tests/trends_support),
+written to a unique input topic; the Wikidata stand-in answers page lookups from the recorded
+entities' sitelinks (Q42's pages on enwiki, dewiki and jawiki are real sitelinks). The output
+topic is read `read_committed`, as Druid reads it. Nothing is timed: each test waits until the
+processor's committed offsets reach the end of its input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from wikistreams.trends.detector import Detector, DetectorParams
+from wikistreams.trends.edits import parse_time
+from tests.conftest import wait_until
+from tests.integration.conftest import KAFKA, delete_topics
+from tests.kafka_support import read_to_end
+from tests.standins import REPO_ROOT, TEST_CONTACT
+from tests.trends_support import burst, by_time, derived_edit, produce, recorded_enriched
+
+pytestmark = [pytest.mark.integration]
+
+PARTITIONS = 3
+
+
+class Run:
+    """One test's topics, state directory and processor process."""
+
+    def __init__(self, workdir: Path, wikidata_url: str) -> None:
+        self.id = uuid.uuid4().hex[:10]
+        self.input = f"test.trends.in.{self.id}"
+        self.output = f"test.trends.out.{self.id}"
+        self.group = f"test-trends-{self.id}"
+        self.workdir = workdir
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT / "src"),
+            "USER_AGENT_CONTACT": TEST_CONTACT,
+            "WIKIDATA_API_URL": wikidata_url,
+            "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+            "KAFKA_TOPIC": self.input,
+            "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
+            "TRENDS_TOPIC": self.output,
+            "TRENDS_CONSUMER_GROUP": self.group,
+            "TRENDS_STATE_DIR": str(workdir / "state"),
+            "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
+            "HEALTH_PORT": "0",
+            "STATS_INTERVAL_SECONDS": "1",
+        }
+        self.proc: subprocess.Popen | None = None
+        self.log = open(workdir / "trends.log", "ab")
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        for future in admin.create_topics([NewTopic(self.input, PARTITIONS, 1)]).values():
+            future.result(timeout=30)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wikistreams.trends"],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, self.tail()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def offsets(self, topics: list[str]) -> list[TopicPartition]:
+        """The group's committed offsets on every partition of `topics` (-1001: none yet)."""
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        request = ConsumerGroupTopicPartitions(
+            self.group, [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+        )
+        result = admin.list_consumer_group_offsets([request])[self.group].result(timeout=30)
+        return result.topic_partitions
+
+    def committed(self) -> int:
+        """Input records the processor has committed (all partitions)."""
+        return sum(max(tp.offset, 0) for tp in self.offsets([self.input]))
+
+    def caught_up(self) -> bool:
+        """Nothing committed is left to read after the group's committed offsets, on the input
+        and on the re-keying topic: a read_committed probe placed there reaches the end of
+        every partition without a record (transaction markers and aborted records are not
+        records to it, which is why offsets alone cannot tell)."""
+        assert self.proc is not None and self.proc.poll() is None, self.tail()
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        rekeyed = [t for t in admin.list_topics(timeout=30).topics if t.startswith("repartition__")]
+        topics = [self.input] + [t for t in rekeyed if self.group in t]
+        probe = Consumer(
+            {
+                "bootstrap.servers": KAFKA,
+                "group.id": f"probe-{self.id}",
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            partitions = self.offsets(topics)
+            probe.assign(
+                [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in partitions]
+            )
+            at_end: set[tuple[str, int]] = set()
+            while len(at_end) < len(partitions):
+                message = probe.poll(10)
+                if message is None:
+                    return False
+                if message.error() is None:
+                    return False
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add((message.topic(), message.partition()))
+            return True
+        finally:
+            probe.close()
+
+    def records(self) -> list[dict]:
+        return [json.loads(m.value()) for m in read_to_end(KAFKA, self.output)]
+
+    def tail(self) -> str:
+        self.log.flush()
+        return (self.workdir / "trends.log").read_text(errors="replace")[-3000:]
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        internal = [t for t in admin.list_topics(timeout=30).topics if self.group in t]
+        delete_topics(self.input, self.output, *internal)
+
+
+@pytest.fixture
+def run(tmp_path, wikidata):
+    runs = []
+
+    def make() -> Run:
+        runs.append(Run(tmp_path, wikidata.url))
+        return runs[-1]
+
+    yield make
+    for r in runs:
+        r.close()
+
+
+def test_a_story_across_three_wikis_is_named_by_its_korean_label(run, wikidata):
+    background = recorded_enriched()
+    start = max(r["event_time"] for r in background)
+    template = background[0]
+    # Q42's real sitelinks on three wikis; six editors, fourteen edits in about five minutes.
+    pages = [
+        ("enwiki", "Douglas Adams"),
+        ("dewiki", "Douglas Adams"),
+        ("jawiki", "ダグラス・アダムズ"),
+    ]
+    editors = ["Aquila", "Birch", "Cedar", "Dune", "Elm", "Fjord"]
+    story = burst(template, pages, editors, parse_time(start) + 10, edits=14)
+    r = run()
+    produce(KAFKA, r.input, by_time(background + story))
+    r.start()
+    wait_until(r.caught_up, seconds=180, interval=1)
+    records = r.records()
+    q42 = [rec for rec in records if rec["story_id"] == "Q42"]
+    assert q42, f"no Q42 record in {records}\n{r.tail()}"
+    for rec in q42:
+        assert rec["label_ko"] == "더글러스 애덤스" and rec["name"] == "더글러스 애덤스"
+        assert rec["label_en"] == "Douglas Adams" and rec["wikidata_id"] == "Q42"
+        assert set(rec["wikis"]) <= {"enwiki", "dewiki", "jawiki"} and rec["editors"] <= 6
+    # Pages of one story sit in different input partitions, and a replay of a filled topic
+    # reads partition by partition: which of the three pages a given record already counts
+    # depends on that interleaving. Together the records name the story's pages on >= 2 wikis.
+    assert len({wiki for rec in q42 for wiki in rec["wikis"]}) >= 2
+    # Resolved through the API as the etiquette asks: one wiki per call, the policy User-Agent.
+    lookups = [q for q in wikidata.behaviour.requests if q.get("sites")]
+    assert {q["sites"] for q in lookups} == {"enwiki", "dewiki", "jawiki"}
+    assert all(len(q["titles"].split("|")) <= 50 and q.get("maxlag") for q in lookups)
+    assert all(TEST_CONTACT in q["user_agent"] for q in lookups)
+    # The recorded sample alone: a hundred edits of a hundred pages in two minutes, none a trend.
+    assert {rec["story_id"] for rec in records} == {"Q42"}
+
+
+def kill_test_input(seed: int) -> list[dict]:
+    """The recorded sample; 40 bursts of single pages (10 of them decoys: one editor), each
+    page its own story; and 5,000 filler edits of 2,500 quiet pages, all interleaved in time
+    over half an hour."""
+    rng = random.Random(seed)
+    background = recorded_enriched()
+    template = background[0]
+    start = parse_time(max(r["event_time"] for r in background))
+    records = list(background)
+    for n in range(40):
+        page = [("enwiki", f"Trends kill test page {n}")]
+        editors = [f"Editor{n}-{k}" for k in range(1 if n % 4 == 0 else 5)]
+        records += burst(template, page, editors, start + rng.uniform(0, 1800), edits=12)
+    for n in range(5000):
+        title, user = f"Quiet page {rng.randrange(2500)}", f"Reader{rng.randrange(3000)}"
+        ts = start + rng.uniform(0, 1800)
+        records.append(derived_edit(template, "enwiki", title, user, ts, delta=5))
+    return by_time(records)
+
+
+def offline_records(records: list[dict]) -> dict[str, list[dict]]:
+    """The pure detector over the same input in one process: the records per story."""
+    detector = Detector(DetectorParams())
+    out: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        for trend in detector.process(record):
+            out[trend.story_id].append(trend.model_dump(mode="json"))
+    return dict(out)
+
+
+def test_kill_9_three_times_every_trend_count_equals_an_offline_recount(run):
+    """Input is fed at ~150 records/s while the processor is killed with SIGKILL three times
+    at random points and restarted; its state comes back from the changelogs each time.
+
+    Each story here is one page, so its signals reach the story step in the page's own order
+    (one partition), whatever the interleaving of partitions: the exact sequence of records
+    per story is determined by the input and must equal the offline recount's."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    records = kill_test_input(seed)
+    r = run()
+    r.start()
+    fed = threading.Event()
+
+    def feed() -> None:  # ~150 records/s: the kills land while input still arrives
+        for i in range(0, len(records), 15):
+            produce(KAFKA, r.input, records[i : i + 15])
+            time.sleep(0.1)
+        fed.set()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    kills = []
+    for _ in range(3):
+        # Kill once the processor has committed a little more, at a random moment.
+        before = r.committed()
+        wait_until(lambda: r.committed() > before, seconds=180, interval=0.2)
+        time.sleep(rng.uniform(0.0, 2.0))
+        kills.append(r.committed())
+        r.kill()
+        r.start()
+    feeder.join(300)
+    assert fed.is_set()
+    wait_until(r.caught_up, seconds=300, interval=1)
+    online: dict[str, list[dict]] = defaultdict(list)
+    for record in r.records():
+        online[record["story_id"]].append(record)
+    expected = offline_records(records)
+    assert len(expected) >= 25, "the input has trends to count"
+    assert kills[-1] < len(records), f"seed {seed}: the last kill was mid-stream ({kills})"
+    assert dict(online) == expected, f"seed {seed}, kills after {kills} committed\n{r.tail()}"
