@@ -22,6 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import requests
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -30,6 +31,7 @@ from wikistreams.trends.edits import parse_time
 from tests.conftest import wait_until
 from tests.integration.conftest import KAFKA, delete_topics
 from tests.kafka_support import read_to_end
+from tests.ops_support import free_port
 from tests.standins import REPO_ROOT, TEST_CONTACT
 from tests.trends_support import burst, by_time, derived_edit, produce, recorded_enriched
 
@@ -47,6 +49,7 @@ class Run:
         self.output = f"test.trends.out.{self.id}"
         self.group = f"test-trends-{self.id}"
         self.workdir = workdir
+        self.health_port = free_port()
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO_ROOT / "src"),
@@ -59,7 +62,7 @@ class Run:
             "TRENDS_CONSUMER_GROUP": self.group,
             "TRENDS_STATE_DIR": str(workdir / "state"),
             "CACHE_DB_PATH": str(workdir / "labels.sqlite3"),
-            "HEALTH_PORT": "0",
+            "HEALTH_PORT": str(self.health_port),
             "STATS_INTERVAL_SECONDS": "1",
         }
         self.proc: subprocess.Popen | None = None
@@ -201,6 +204,16 @@ def test_a_story_across_three_wikis_is_named_by_its_korean_label(run, wikidata):
     assert all(TEST_CONTACT in q["user_agent"] for q in lookups)
     # The recorded sample alone: a hundred edits of a hundred pages in two minutes, none a trend.
     assert {rec["story_id"] for rec in records} == {"Q42"}
+
+    # /health: 200 while the loop turns, with the totals of the newest stats line.
+    def health() -> dict | None:
+        answer = requests.get(f"http://127.0.0.1:{r.health_port}/health", timeout=10)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        return body if body["total_events_in"] == len(background) + len(story) else None
+
+    body = wait_until(health, seconds=60, interval=0.5)
+    assert body["status"] == "ok" and body["lag"] == 0, body
 
 
 def kill_test_input(seed: int) -> list[dict]:
