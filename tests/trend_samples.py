@@ -61,7 +61,7 @@ def recorded_enwiki_pages(count: int) -> list[str]:
     return sorted(edits, key=lambda title: (-edits[title], title))[:count]
 
 
-def _iso(moment: dt.datetime) -> str:
+def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
@@ -102,8 +102,8 @@ def stories(now: dt.datetime) -> list[TrendRecord]:
                     editors=story.editors - age // 2,
                     score=round(story.edits / 2.5 - age, 2),
                     state="rising" if age else "steady",
-                    flagged_at=_iso(now - dt.timedelta(minutes=EMISSIONS)),
-                    window_end=_iso(now - dt.timedelta(minutes=age)),
+                    flagged_at=iso(now - dt.timedelta(minutes=EMISSIONS)),
+                    window_end=iso(now - dt.timedelta(minutes=age)),
                 )
             )
     return records

@@ -59,9 +59,24 @@ return holders.map((h) => {
   const errorNode = h.querySelector('[data-test="error-alert"], .alert-danger, .ant-alert-error');
   const rendered = !!h.querySelector(arguments[0]);
   const empty = /No results were returned|No data/i.test(h.innerText);
-  return {title: title.trim(), loading, rendered, empty,
+  return {title: title.trim(), loading, rendered, empty, text: h.innerText.slice(0, 2000),
           error: errorNode ? errorNode.innerText.trim().slice(0, 500) : null};
 });
+"""
+# Without a CJK font Chromium draws every Hangul syllable as the same empty box: two different
+# syllables drawn in the dashboard's font then give the same pixels.
+KOREAN_GLYPHS_SCRIPT = """
+const font = getComputedStyle(document.body).fontFamily;
+const draw = (text) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 64;
+  const ctx = canvas.getContext('2d');
+  ctx.font = `40px ${font}`;
+  ctx.fillText(text, 4, 48);
+  return Array.from(ctx.getImageData(0, 0, 64, 64).data).join(',');
+};
+const a = draw('올'), b = draw('칸'), blank = draw('');
+return a !== b && a !== blank && b !== blank;
 """
 
 
@@ -157,6 +172,7 @@ def cmd_dashboard(args: argparse.Namespace) -> dict:
         return {
             "title": title,
             "charts": states,
+            "korean_glyphs": driver.execute_script(KOREAN_GLYPHS_SCRIPT),
             "render_seconds": round(elapsed, 2),
             "time_ranges": chart_time_ranges(driver),
         }
