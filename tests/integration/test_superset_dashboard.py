@@ -147,12 +147,13 @@ def test_import_twice_leaves_exactly_one_of_each(superset):
         assert (summary["dashboards"], summary["charts"], summary["datasets"]) == (
             1,
             EXPECTED_CHARTS,
-            3,
+            4,
         )
     api = superset["api"]
     assert [d["dashboard_title"] for d in api.list_all("dashboard")] == ["Wikimedia live trends"]
     assert len(api.list_all("chart")) == EXPECTED_CHARTS
     assert sorted(d["table_name"] for d in api.list_all("dataset")) == [
+        "trend_curves",
         "trending_stories",
         "wikimedia_recentchange",
         "wikimedia_trends",

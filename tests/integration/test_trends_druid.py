@@ -26,7 +26,10 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 STORIES_DATASET = ROOT / "superset/dashboards/wikimedia_live_trends/datasets/Druid"
-STORIES_SQL = yaml.safe_load((STORIES_DATASET / "trending_stories.yaml").read_text("utf-8"))["sql"]
+STORIES_SQL, CURVES_SQL = (
+    yaml.safe_load((STORIES_DATASET / f"{name}.yaml").read_text("utf-8"))["sql"]
+    for name in ("trending_stories", "trend_curves")
+)
 
 
 @pytest.fixture
@@ -95,6 +98,8 @@ def test_trend_records_reach_druid_and_the_stories_query(trends_datasource):
     assert row["label_ko"] == labels()["Q131261"]["ko"] == "올리버 칸"
     assert (row["languages"], row["score"]) == (3, newest.score)
 
+    curves = druid.sql(BROKER, CURVES_SQL.replace("wikimedia_trends", f'"{datasource}"'))
+    assert len(curves) == len(records)  # every emission but the stale one
     found = druid.sql(BROKER, STORIES_SQL.replace("wikimedia_trends", f'"{datasource}"'))
     by_id = {r["story_id"]: r for r in found}
     expected = {r.story_id: r for r in records}  # the last emission of each story wins

@@ -46,7 +46,9 @@ METRICS = {m["metric_name"] for m in DATASET["metrics"]}
 # The "Trending now" section: trend records (TrendRecord) and one row per story made from them.
 TRENDS = BY_TABLE["wikimedia_trends"]
 STORIES = BY_TABLE["trending_stories"]
-TRENDS_UUIDS = {TRENDS["uuid"], STORIES["uuid"]}
+CURVES = BY_TABLE["trend_curves"]
+TRENDS_UUIDS = {TRENDS["uuid"], STORIES["uuid"], CURVES["uuid"]}
+WINDOW = "TIME_SHIFT(MAX(__time), 'PT15M', -1)"  # 15 minutes up to the newest trend record
 
 
 def contract_fields() -> set[str]:
@@ -58,7 +60,7 @@ def contract_fields() -> set[str]:
 def test_one_of_each_asset_and_metadata():
     metadata = yaml.safe_load((BUNDLE / "metadata.yaml").read_text(encoding="utf-8"))
     assert metadata["type"] == "Dashboard" and metadata["version"] == "1.0.0"
-    assert (len(DATABASES), len(DATASETS), len(DASHBOARDS)) == (1, 3, 1)
+    assert (len(DATABASES), len(DATASETS), len(DASHBOARDS)) == (1, 4, 1)
     assert len(CHARTS) >= 8
 
 
@@ -167,12 +169,13 @@ def test_trends_datasets_read_the_trend_record():
     fields = set(TrendRecord.model_fields) - {TIMESTAMP_FIELD} | {"__time"}
     assert {c["column_name"] for c in TRENDS["columns"]} == fields
     assert TRENDS["sql"] is None and TRENDS["main_dttm_col"] == "__time"
-    sql = STORIES["sql"]
-    assert set(re.findall(r"FROM (\w+)", sql)) == {TRENDS["table_name"]}
-    outer = sql[: sql.index("FROM (")]  # what the dataset's query returns
-    for column in STORIES["columns"]:
-        assert re.search(rf'\b{column["column_name"]}\b', outer), column["column_name"]
-    assert "INTERVAL" not in sql and "TIME_SHIFT(MAX(__time), 'PT15M', -1)" in sql
+    for dataset in (STORIES, CURVES):  # the same window, on the trends datasource only
+        sql = dataset["sql"]
+        assert set(re.findall(r"FROM (\w+)", sql)) == {TRENDS["table_name"]}
+        assert WINDOW in sql and dataset["main_dttm_col"] == "__time"
+        outer = sql[: sql.index("FROM ")]  # what the dataset's query returns
+        for column in dataset["columns"]:
+            assert re.search(rf'\b{column["column_name"]}\b', outer), column["column_name"]
 
 
 def test_trends_charts_are_on_top_and_outside_the_event_filters():
