@@ -1,13 +1,13 @@
-"""Manage the Druid Kafka supervisor through the overlord's own API.
+"""Manage the Druid Kafka supervisors through the overlord's own API.
 
 `submit` POSTs `druid/ingestion-spec.json` (with overrides) to `/druid/indexer/v1/supervisor`,
 then the same for the trends stage's `druid/trends-ingestion-spec.json` (datasource
 `wikimedia_trends` on `TRENDS_TOPIC`). Druid keys supervisors by datasource, so re-submitting the
 same spec is an update, never a duplicate. For each it also creates the topic with its retention
 (or corrects an existing topic's), sets auto-compaction and the retention rules
-(`druid/retention-rules.json`), each a replace, so every run leaves the same state. It then waits for the supervisor to be RUNNING and reports parse
-errors from the ingestion tasks. `drop` removes a supervisor and its datasource completely
-(tests use it).
+(`druid/retention-rules.json`), each a replace, so every run leaves the same state. It then waits
+for the supervisors to be RUNNING and reports parse errors from the ingestion tasks. `drop`
+removes a supervisor and its datasource completely (tests use it).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ def druid_type(annotation: object) -> str:
     """int -> long, float -> double, everything else (str, Literal, list[str]) -> string."""
     if get_origin(annotation) in (Union, types.UnionType):
         (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
-    return {int: "long", float: "double"}.get(annotation, "string")  # type: ignore[call-overload]
+    if annotation is int:
+        return "long"
+    return "double" if annotation is float else "string"
 
 
 def druid_dimensions() -> list[dict[str, str]]:
