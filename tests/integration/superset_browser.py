@@ -163,6 +163,11 @@ def cmd_dashboard(args: argparse.Namespace) -> dict:
             )
         )
         states = wait_for_charts(driver, args.expected_charts, args.timeout)
+        if args.wait_for_text:  # a chart's content, beyond its header: the chart has drawn
+            WebDriverWait(driver, args.timeout).until(
+                lambda d: args.wait_for_text in d.find_element(By.TAG_NAME, "body").text
+            )
+            states = driver.execute_script(STATE_SCRIPT, RENDERED_SELECTOR)
         elapsed = time.monotonic() - started
         time.sleep(2)  # let ECharts finish its entry animation before the picture
         title = driver.title
@@ -209,6 +214,7 @@ def main() -> int:
     parser.add_argument("--screenshot", default="")
     parser.add_argument("--url-params", default="", help="query string, e.g. native_filters=...")
     parser.add_argument("--chart-ids", default="")
+    parser.add_argument("--wait-for-text", default="", help="wait until the page shows this")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
     result = cmd_dashboard(args) if args.mode == "dashboard" else cmd_explore(args)

@@ -232,7 +232,9 @@ NO_TIME_FILTER = urllib.parse.urlencode(
 )
 
 
-def _open_dashboard(superset, url_params: str = "", screenshot: Path | None = None) -> dict:
+def _open_dashboard(
+    superset, url_params: str = "", screenshot: Path | None = None, wait_for_text: str = ""
+) -> dict:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("Debian chromium + chromium-driver not installed (apt-get install ...)")
     env = {**superset["env"], "SUPERSET_ADMIN_USER": "admin"}
@@ -249,6 +251,8 @@ def _open_dashboard(superset, url_params: str = "", screenshot: Path | None = No
     ]
     if screenshot:
         args += ["--screenshot", str(screenshot)]
+    if wait_for_text:
+        args += ["--wait-for-text", wait_for_text]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     page = json.loads(result.stdout.strip().splitlines()[-1])
@@ -271,7 +275,7 @@ def test_dashboard_opens_on_a_recent_window(superset, druid_with_data, druid_wit
 
 
 def test_dashboard_renders_in_a_real_browser(superset, druid_with_data, druid_with_trends):
-    page = _open_dashboard(superset, NO_TIME_FILTER, SCREENSHOT)
+    page = _open_dashboard(superset, NO_TIME_FILTER, SCREENSHOT, wait_for_text="더글러스 애덤스")
     MEASURED["browser_render_seconds"] = page["render_seconds"]
     assert set(page["time_ranges"]) == {"No filter"}, page["time_ranges"]
     for chart in page["charts"]:
