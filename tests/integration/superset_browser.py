@@ -59,9 +59,24 @@ return holders.map((h) => {
   const errorNode = h.querySelector('[data-test="error-alert"], .alert-danger, .ant-alert-error');
   const rendered = !!h.querySelector(arguments[0]);
   const empty = /No results were returned|No data/i.test(h.innerText);
-  return {title: title.trim(), loading, rendered, empty,
+  return {title: title.trim(), loading, rendered, empty, text: h.innerText.slice(0, 2000),
           error: errorNode ? errorNode.innerText.trim().slice(0, 500) : null};
 });
+"""
+# Without a CJK font Chromium draws every Hangul syllable as the same empty box: two different
+# syllables drawn in the dashboard's font then give the same pixels.
+KOREAN_GLYPHS_SCRIPT = """
+const font = getComputedStyle(document.body).fontFamily;
+const draw = (text) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 64;
+  const ctx = canvas.getContext('2d');
+  ctx.font = `40px ${font}`;
+  ctx.fillText(text, 4, 48);
+  return Array.from(ctx.getImageData(0, 0, 64, 64).data).join(',');
+};
+const a = draw('올'), b = draw('칸'), blank = draw('');
+return a !== b && a !== blank && b !== blank;
 """
 
 
@@ -148,6 +163,11 @@ def cmd_dashboard(args: argparse.Namespace) -> dict:
             )
         )
         states = wait_for_charts(driver, args.expected_charts, args.timeout)
+        if args.wait_for_text:  # a chart's content, beyond its header: the chart has drawn
+            WebDriverWait(driver, args.timeout).until(
+                lambda d: args.wait_for_text in d.find_element(By.TAG_NAME, "body").text
+            )
+            states = driver.execute_script(STATE_SCRIPT, RENDERED_SELECTOR)
         elapsed = time.monotonic() - started
         time.sleep(2)  # let ECharts finish its entry animation before the picture
         title = driver.title
@@ -157,6 +177,7 @@ def cmd_dashboard(args: argparse.Namespace) -> dict:
         return {
             "title": title,
             "charts": states,
+            "korean_glyphs": driver.execute_script(KOREAN_GLYPHS_SCRIPT),
             "render_seconds": round(elapsed, 2),
             "time_ranges": chart_time_ranges(driver),
         }
@@ -193,6 +214,7 @@ def main() -> int:
     parser.add_argument("--screenshot", default="")
     parser.add_argument("--url-params", default="", help="query string, e.g. native_filters=...")
     parser.add_argument("--chart-ids", default="")
+    parser.add_argument("--wait-for-text", default="", help="wait until the page shows this")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
     result = cmd_dashboard(args) if args.mode == "dashboard" else cmd_explore(args)

@@ -32,6 +32,7 @@ def test_submit_tool_updates_instead_of_duplicating(e2e_context):
         f"--datasource={ctx.datasource}",
         f"--overlord={ctx.druid.overlord}",
         "--partitions=2",
+        "--no-trends",  # the shared trends supervisor is not this test's
     ]
     for duration in ("PT11M", "PT12M"):
         done = subprocess.run(

@@ -220,6 +220,7 @@ class RetentionContext:
             "--partitions=1",
             "--task-duration=PT1M",  # publish and hand off within a minute or two
             "--no-auto-compaction",  # compaction of the old hour would only add moving parts
+            "--no-trends",  # the shared trends supervisor is not this test's
             "--timeout=240",
         ]
         done = subprocess.run(

@@ -8,6 +8,7 @@ printed and written to ``var/log/superset-measurements.json``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -23,7 +24,12 @@ import pytest
 import requests
 import yaml
 
+from tests.conftest import wait_until
+from tests.integration.conftest import BROKER, KAFKA, require_druid
 from tests.integration.superset_api import SupersetApi
+from tests.trend_samples import ITEM_STORIES, labels, publish, stories
+from wikistreams.druid.supervisor import TRENDS_SPEC, render_spec
+from wikistreams.producer.sink import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +113,32 @@ def superset():
     print(f"\nSuperset measurements: {json.dumps(MEASURED)}")
 
 
+@pytest.fixture(scope="session")
+def druid_with_trends() -> list:
+    """Trend records in Druid's `wikimedia_trends`, as "now": the recorded events are years old
+    and no trend record is recorded, so the session publishes the stories of tests/trend_samples
+    (recorded names and pages, current times) the way the processor does, through the
+    production supervisor (as `druid_with_data` does for the events)."""
+    druid = require_druid()
+    spec = render_spec(ROOT / TRENDS_SPEC)
+    topic = spec["spec"]["ioConfig"]["topic"]
+    ensure_topics(KAFKA, [topic], 3, 1)
+    druid.submit(spec)
+    records = stories(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    publish(KAFKA, topic, records)
+    newest = records[-1].window_end.replace("T", " ").rstrip("Z")
+    query = f"SELECT COUNT(*) AS n FROM wikimedia_trends WHERE __time >= TIMESTAMP '{newest}'"
+
+    def published() -> bool:
+        try:
+            return int(druid.sql(BROKER, query)[0]["n"]) >= len(ITEM_STORIES)
+        except Exception:  # noqa: BLE001 - no table until the first row is queryable
+            return False
+
+    wait_until(published, 300, 2)
+    return records
+
+
 def _dashboard_id(api: SupersetApi) -> int:
     (dashboard,) = [d for d in api.list_all("dashboard") if d.get("uuid") == DASHBOARD_UUID] or [
         d for d in api.list_all("dashboard") if d["dashboard_title"] == "Wikimedia live trends"
@@ -119,12 +151,17 @@ def test_import_twice_leaves_exactly_one_of_each(superset):
         assert (summary["dashboards"], summary["charts"], summary["datasets"]) == (
             1,
             EXPECTED_CHARTS,
-            1,
+            4,
         )
     api = superset["api"]
     assert [d["dashboard_title"] for d in api.list_all("dashboard")] == ["Wikimedia live trends"]
     assert len(api.list_all("chart")) == EXPECTED_CHARTS
-    assert [d["table_name"] for d in api.list_all("dataset")] == ["wikimedia_recentchange"]
+    assert sorted(d["table_name"] for d in api.list_all("dataset")) == [
+        "trend_curves",
+        "trending_stories",
+        "wikimedia_recentchange",
+        "wikimedia_trends",
+    ]
     assert [d["database_name"] for d in api.list_all("database")] == ["Druid"]
 
 
@@ -158,7 +195,7 @@ def test_druid_connection_is_ok(superset, druid_with_data):
     _test_connection(superset["api"])
 
 
-def test_every_chart_returns_rows(superset, druid_with_data):
+def test_every_chart_returns_rows(superset, druid_with_data, druid_with_trends):
     api = superset["api"]
     timings = {}
     results = {}
@@ -176,6 +213,15 @@ def test_every_chart_returns_rows(superset, druid_with_data):
     entities = [row["wikidata_entity"] for row in results["Top Wikidata entities"]]
     assert all(re.search(r"(^|\()[QPL]\d+\)?$", e or "") for e in entities), entities
     assert results["Events in window"][0]["edits"] >= 5600
+    # Trending now: the newest record of each story, strongest first, named in Korean.
+    top = results["Trending now"]
+    assert [row["name"] for row in top[:2]] == [labels()["Q131261"]["ko"], "더글러스 애덤스"]
+    korean = {labels()[s.story_id]["ko"] for s in ITEM_STORIES if "kowiki" in s.wikis}
+    ko_rows = results["Trending now on Korean Wikipedia"]
+    assert {row["name"] for row in ko_rows} == korean
+    assert all('href="https://ko.wikipedia.org/wiki/' in row["ko_link"] for row in ko_rows)
+    series = {key for row in results["Edit curves of the top stories"] for key in row}
+    assert {f"story_edits, {name}" for name in korean} <= series, series  # one per story
     values = sorted(timings.values())
     MEASURED["chart_data_seconds"] = timings
     MEASURED["chart_data_median_seconds"] = round(statistics.median(values), 3)
@@ -203,7 +249,9 @@ NO_TIME_FILTER = urllib.parse.urlencode(
 )
 
 
-def _open_dashboard(superset, url_params: str = "", screenshot: Path | None = None) -> dict:
+def _open_dashboard(
+    superset, url_params: str = "", screenshot: Path | None = None, wait_for_text: str = ""
+) -> dict:
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("Debian chromium + chromium-driver not installed (apt-get install ...)")
     env = {**superset["env"], "SUPERSET_ADMIN_USER": "admin"}
@@ -220,6 +268,8 @@ def _open_dashboard(superset, url_params: str = "", screenshot: Path | None = No
     ]
     if screenshot:
         args += ["--screenshot", str(screenshot)]
+    if wait_for_text:
+        args += ["--wait-for-text", wait_for_text]
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     page = json.loads(result.stdout.strip().splitlines()[-1])
@@ -231,7 +281,7 @@ def _open_dashboard(superset, url_params: str = "", screenshot: Path | None = No
     return page
 
 
-def test_dashboard_opens_on_a_recent_window(superset, druid_with_data):
+def test_dashboard_opens_on_a_recent_window(superset, druid_with_data, druid_with_trends):
     """Every chart's first query is bounded by the default window, not all retained data."""
     default = _time_filter_default()
     assert "now" in default and "-6, hour" in default
@@ -241,12 +291,21 @@ def test_dashboard_opens_on_a_recent_window(superset, druid_with_data):
     assert set(ranges) == {default}, ranges
 
 
-def test_dashboard_renders_in_a_real_browser(superset, druid_with_data):
-    page = _open_dashboard(superset, NO_TIME_FILTER, SCREENSHOT)
+def test_dashboard_renders_in_a_real_browser(superset, druid_with_data, druid_with_trends):
+    page = _open_dashboard(superset, NO_TIME_FILTER, SCREENSHOT, wait_for_text="더글러스 애덤스")
     MEASURED["browser_render_seconds"] = page["render_seconds"]
     assert set(page["time_ranges"]) == {"No filter"}, page["time_ranges"]
     for chart in page["charts"]:
         assert chart["rendered"] and not chart["empty"], chart
+    # Trending now is on top, its stories named in Korean, drawn with real glyphs (no boxes).
+    assert [c["title"] for c in page["charts"][:3]] == [
+        "Trending now",
+        "Trending now on Korean Wikipedia",
+        "Edit curves of the top stories",
+    ]
+    trending = page["charts"][0]["text"]
+    assert "올리버 칸" in trending and "더글러스 애덤스" in trending, trending
+    assert page["korean_glyphs"], "Korean draws as empty boxes: apt-get install fonts-noto-cjk"
     assert SCREENSHOT.stat().st_size > 50_000
 
 

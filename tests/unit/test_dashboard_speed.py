@@ -32,10 +32,10 @@ def loaded() -> dict:
     return speed.bundle_charts(BUNDLE)
 
 
-def test_the_bundle_has_nine_charts_in_dashboard_order(loaded):
+def test_the_bundle_has_twelve_charts_in_dashboard_order(loaded):
     names = [c["chart"] for c in loaded["charts"]]
-    assert len(names) == 9 and set(names) == CHART_NAMES
-    assert names[:2] == ["Events in window", "Edits per minute by type"]  # the first row
+    assert len(names) == 12 and set(names) == CHART_NAMES
+    assert names[:2] == ["Trending now", "Trending now on Korean Wikipedia"]  # the first row
     assert loaded["dashboard"]["title"] == speed.DASHBOARD_TITLE
     assert all(c["query_context"]["queries"] for c in loaded["charts"])
 
@@ -85,7 +85,7 @@ def test_time_filter_is_applied_to_every_charts_query_context(loaded):
     saved = copy.deepcopy(loaded)
     requests = speed.dashboard_requests(loaded, LAST_HOUR, force=True)
     assert loaded == saved  # the loaded contexts are not modified
-    assert len(requests) == 9
+    assert len(requests) == 12
     for request, chart in zip(requests, loaded["charts"]):
         body, context = request["body"], chart["query_context"]
         assert request["chart"] == chart["chart"]

@@ -622,6 +622,7 @@ def test_prereq_names_every_missing_program_with_its_install_command(tmp_path):
         "redis-server",
         "chromium",
         "chromedriver",
+        "a Korean font",
         "jq",
     ]
     assert "is 11.0.2" in problems[0].found and "not found" in problems[1].found
@@ -632,6 +633,7 @@ def test_prereq_names_every_missing_program_with_its_install_command(tmp_path):
         "apt-get install redis-server",
         "apt-get install chromium-driver",
         "apt-get install jq",
+        "apt-get install fonts-noto-cjk",
     ):
         assert install in message
     assert "apt-get install -y openjdk-17-jdk-headless maven redis-server chromium " in message
@@ -644,6 +646,7 @@ def test_prereq_reads_the_versions_the_real_programs_print(tmp_path):
         mvn="printf '\\033[1mApache Maven 3.8.7\\033[m\\nMaven home: /usr/share/maven\\n'",
         go="echo go9.1.0",
         **{"redis-server": "", "chromium": "", "chromedriver": "", "jq": ""},
+        **{"fc-list": "echo 'Noto Sans CJK KR,Noto Sans CJK KR Regular'"},
     )
     reqs = prereq.requirements(str(folder / "python3"), ROOT)
     results = [prereq.check(r, str(folder)) for r in reqs]
@@ -657,6 +660,11 @@ def test_prereq_reads_the_versions_the_real_programs_print(tmp_path):
     old_java = fake_bin(tmp_path / "old", java="echo 'java version \"1.8.0_362\"' >&2")
     _, problem = prereq.check(prereq.requirements(root=ROOT)[0], str(old_java))
     assert problem is not None and problem.found.endswith("is 8.0")  # Java 8
+    (font,) = [r for r in prereq.requirements() if r.apt == "fonts-noto-cjk"]
+    assert prereq.check(font, str(folder))[0] == "Noto Sans CJK KR,Noto Sans CJK KR Regular"
+    no_korean = fake_bin(tmp_path / "no-cjk", **{"fc-list": "true"})  # fontconfig, no such font
+    _, problem = prereq.check(font, str(no_korean))
+    assert problem is not None and problem.found.endswith("fc-list :lang=ko family lists none")
 
 
 def test_make_test_checks_prerequisites_before_it_builds_or_starts_anything(tmp_path):

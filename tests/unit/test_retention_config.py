@@ -320,33 +320,41 @@ def _submit(*args: str):
     spec = str(REPO_ROOT / "druid/ingestion-spec.json")
     rules = str(RULES_FILE)
     compaction = str(REPO_ROOT / "druid/compaction-config.json")
+    trends = str(REPO_ROOT / "druid/trends-ingestion-spec.json")
     return CliRunner().invoke(
         app,
         ["submit", f"--spec={spec}", f"--rules={rules}", f"--compaction={compaction}"]
-        + ["--no-wait", "--datasource=ds", "--topic=tp", *args],
+        + [f"--trends-spec={trends}", "--no-wait", "--datasource=ds", "--topic=tp", *args],
     )
 
 
 def test_submit_sets_topic_retention_and_rules_from_the_environment(monkeypatch, fake_druid):
     calls, topics = fake_druid
     monkeypatch.setenv("DRUID_RETENTION_PERIOD", "P90D")
+    monkeypatch.setenv("TRENDS_TOPIC", "trends-tp")
     monkeypatch.setenv("KAFKA_TOPIC_RETENTION_MS", str(3 * DAY_MS))
     done = _submit()
     assert done.exit_code == 0, done.output
     assert "retention for ds: load P90D, then drop" in done.output
     ((names, retention),) = topics
-    assert names == ["tp"] and retention.config("tp")["retention.ms"] == str(3 * DAY_MS)
-    assert calls[0] == ("submit", "tp")
-    assert ("rules", "ds", render_rules(RULES_FILE, "P90D")) in calls
+    assert names == ["tp", "trends-tp"]
+    assert retention.config("trends-tp")["retention.ms"] == str(3 * DAY_MS)
+    assert [c for c in calls if c[0] == "submit"] == [("submit", "tp"), ("submit", "trends-tp")]
+    for datasource in ("ds", "wikimedia_trends"):  # the trends datasource: the same retention
+        assert ("rules", datasource, render_rules(RULES_FILE, "P90D")) in calls
+        assert ("compaction", datasource) in calls
 
 
 def test_submit_option_beats_the_default_and_no_retention_skips_the_rules(fake_druid):
     calls, _ = fake_druid
     assert _submit("--retention-period=P14D").exit_code == 0
-    assert calls[-1] == ("rules", "ds", render_rules(RULES_FILE, "P14D"))
+    assert ("rules", "ds", render_rules(RULES_FILE, "P14D")) in calls
     calls.clear()
     assert _submit("--no-retention").exit_code == 0
     assert [c for c in calls if c[0] == "rules"] == []
+    calls.clear()
+    assert _submit("--no-trends").exit_code == 0
+    assert [c for c in calls if c[0] == "submit"] == [("submit", "tp")]
 
 
 def test_submit_refuses_a_bad_period_before_changing_anything(fake_druid):

@@ -18,6 +18,8 @@ import yaml
 
 from wikistreams.producer import contract_doc
 from wikistreams.superset import assets, cli
+from wikistreams.trends.druid_schema import TIMESTAMP_FIELD
+from wikistreams.trends.record import TrendRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "superset" / "dashboards" / "wikimedia_live_trends"
@@ -35,10 +37,18 @@ DATABASES = _read("databases")
 DATASETS = _read("datasets")
 CHARTS = _read("charts")
 DASHBOARDS = _read("dashboards")
-DATASET = next(iter(DATASETS.values()))
+BY_TABLE = {d["table_name"]: d for d in DATASETS.values()}
+BY_UUID = {d["uuid"]: d for d in DATASETS.values()}
+DATASET = BY_TABLE["wikimedia_recentchange"]
 DASHBOARD = next(iter(DASHBOARDS.values()))
 COLUMNS = {c["column_name"]: c for c in DATASET["columns"]}
 METRICS = {m["metric_name"] for m in DATASET["metrics"]}
+# The "Trending now" section: trend records (TrendRecord) and one row per story made from them.
+TRENDS = BY_TABLE["wikimedia_trends"]
+STORIES = BY_TABLE["trending_stories"]
+CURVES = BY_TABLE["trend_curves"]
+TRENDS_UUIDS = {TRENDS["uuid"], STORIES["uuid"], CURVES["uuid"]}
+WINDOW = "TIME_SHIFT(MAX(__time), 'PT15M', -1)"  # 15 minutes up to the newest trend record
 
 
 def contract_fields() -> set[str]:
@@ -50,7 +60,7 @@ def contract_fields() -> set[str]:
 def test_one_of_each_asset_and_metadata():
     metadata = yaml.safe_load((BUNDLE / "metadata.yaml").read_text(encoding="utf-8"))
     assert metadata["type"] == "Dashboard" and metadata["version"] == "1.0.0"
-    assert (len(DATABASES), len(DATASETS), len(DASHBOARDS)) == (1, 1, 1)
+    assert (len(DATABASES), len(DATASETS), len(DASHBOARDS)) == (1, 4, 1)
     assert len(CHARTS) >= 8
 
 
@@ -62,9 +72,9 @@ def test_uuids_are_valid_and_unique():
 
 def test_references_resolve():
     database = next(iter(DATABASES.values()))
-    assert DATASET["database_uuid"] == database["uuid"]
+    assert {d["database_uuid"] for d in DATASETS.values()} == {database["uuid"]}
     for path, chart in CHARTS.items():
-        assert chart["dataset_uuid"] == DATASET["uuid"], path
+        assert chart["dataset_uuid"] in BY_UUID, path
 
 
 def test_every_chart_is_on_the_dashboard_and_vice_versa():
@@ -116,8 +126,11 @@ def _metric_refs(params: dict) -> set[str]:
 @pytest.mark.parametrize("path", sorted(CHARTS))
 def test_chart_uses_dataset_columns_and_metrics(path):
     params = CHARTS[path]["params"]
-    assert _column_refs(params) <= set(COLUMNS), _column_refs(params) - set(COLUMNS)
-    assert _metric_refs(params) <= METRICS, _metric_refs(params) - METRICS
+    dataset = BY_UUID[CHARTS[path]["dataset_uuid"]]
+    columns = {c["column_name"] for c in dataset["columns"]}
+    metrics = {m["metric_name"] for m in dataset["metrics"]}
+    assert _column_refs(params) <= columns, _column_refs(params) - columns
+    assert _metric_refs(params) <= metrics, _metric_refs(params) - metrics
     # The time range must not hide the recorded 2018-2025 test data by default.
     assert params.get("time_range", "No filter") == "No filter"
 
@@ -148,6 +161,54 @@ def test_native_filters_and_refresh():
         (target,) = filters[name]["targets"]
         assert target == {"column": {"name": column}, "datasetUuid": DATASET["uuid"]}
     assert metadata["refresh_frequency"] == 60
+
+
+def test_trends_datasets_read_the_trend_record():
+    """The physical dataset's columns are TrendRecord's fields (window_end is __time); the
+    stories dataset reads only the trends datasource and names each column it declares."""
+    fields = set(TrendRecord.model_fields) - {TIMESTAMP_FIELD} | {"__time"}
+    assert {c["column_name"] for c in TRENDS["columns"]} == fields
+    assert TRENDS["sql"] is None and TRENDS["main_dttm_col"] == "__time"
+    for dataset in (STORIES, CURVES):  # the same window, on the trends datasource only
+        sql = dataset["sql"]
+        assert set(re.findall(r"FROM (\w+)", sql)) == {TRENDS["table_name"]}
+        assert WINDOW in sql and dataset["main_dttm_col"] == "__time"
+        outer = sql[: sql.index("FROM ")]  # what the dataset's query returns
+        for column in dataset["columns"]:
+            assert re.search(rf'\b{column["column_name"]}\b', outer), column["column_name"]
+
+
+def test_trends_charts_are_on_top_and_outside_the_event_filters():
+    grid = DASHBOARD["position"]["GRID_ID"]["children"]
+    trends = [c for c in CHARTS.values() if c["dataset_uuid"] in TRENDS_UUIDS]
+    assert len(trends) == 3
+    rows = {DASHBOARD["position"][n]["parents"][-1] for n in _chart_nodes(trends)}
+    first_event_row = min(grid.index(r) for r in grid if r.startswith("ROW-") and r[4:].isdigit())
+    assert all(grid.index(row) < first_event_row for row in rows)
+    ids = sorted(
+        n["meta"]["chartId"]
+        for n in DASHBOARD["position"].values()
+        if _is_chart(n) and n["meta"]["uuid"] in {c["uuid"] for c in trends}
+    )
+    for native_filter in DASHBOARD["metadata"]["native_filter_configuration"]:
+        excluded = native_filter["scope"]["excluded"]
+        # The time range bounds the stories too; wiki/bot/type are columns of events only.
+        assert excluded == ([] if native_filter["filterType"] == "filter_time" else ids)
+    (korean,) = [c for c in trends if "ko_link" in c["params"].get("all_columns", [])]
+    assert {"subject": "ko_link", "operator": "IS NOT NULL"}.items() <= korean["params"][
+        "adhoc_filters"
+    ][-1].items()
+
+
+def _is_chart(node: object) -> bool:
+    return isinstance(node, dict) and node.get("type") == "CHART"
+
+
+def _chart_nodes(charts: list[dict]) -> list[str]:
+    uuids = {c["uuid"] for c in charts}
+    return [
+        k for k, n in DASHBOARD["position"].items() if _is_chart(n) and n["meta"]["uuid"] in uuids
+    ]
 
 
 def test_wikidata_label_falls_back_ko_en_id():

@@ -1,12 +1,13 @@
-"""Manage the Druid Kafka supervisor through the overlord's own API.
+"""Manage the Druid Kafka supervisors through the overlord's own API.
 
-`submit` POSTs `druid/ingestion-spec.json` (with overrides) to `/druid/indexer/v1/supervisor`.
-Druid keys supervisors by datasource, so re-submitting the same spec is an update, never a
-duplicate. It also creates the topic with its retention (or corrects an existing topic's), sets
-auto-compaction and the retention rules (`druid/retention-rules.json`), each a replace, so every
-run leaves the same state. It then waits for the supervisor to be RUNNING and reports parse
-errors from the ingestion tasks. `drop` removes a supervisor and its datasource completely
-(tests use it).
+`submit` POSTs `druid/ingestion-spec.json` (with overrides) to `/druid/indexer/v1/supervisor`,
+then the same for the trends stage's `druid/trends-ingestion-spec.json` (datasource
+`wikimedia_trends` on `TRENDS_TOPIC`). Druid keys supervisors by datasource, so re-submitting the
+same spec is an update, never a duplicate. For each it also creates the topic with its retention
+(or corrects an existing topic's), sets auto-compaction and the retention rules
+(`druid/retention-rules.json`), each a replace, so every run leaves the same state. It then waits
+for the supervisors to be RUNNING and reports parse errors from the ingestion tasks. `drop`
+removes a supervisor and its datasource completely (tests use it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ DEFAULT_SPEC = Path("druid/ingestion-spec.json")
 # by streaming ingestion, so compaction is how segments grow).
 DEFAULT_COMPACTION = Path("druid/compaction-config.json")
 DEFAULT_DATASOURCE = "wikimedia_recentchange"  # the spec's; a unit test keeps them equal
+# The trends stage's records (wikistreams.trends.record.TrendRecord), a datasource of their own.
+TRENDS_SPEC = Path("druid/trends-ingestion-spec.json")
+TRENDS_DATASOURCE = "wikimedia_trends"  # the spec's; a unit test keeps them equal
+TRENDS_TOPIC = "wikimedia.trends"  # the spec's and the processor's default
 # Retention: load the last `period` (and future-dated rows), then drop everything older. Rules
 # apply to whole segments, so a DAY segment (after compaction) leaves once all of its day is
 # older than the period. Drop rules only mark segments unused; the coordinator's kill duty
@@ -258,44 +263,67 @@ def submit(
     create_topic: Annotated[
         bool, typer.Option(help="Create the topic first, so Kafka does not auto-create it")
     ] = True,
+    trends: Annotated[
+        bool, typer.Option(help="Also the trends supervisor (datasource wikimedia_trends)")
+    ] = True,
+    trends_spec: Annotated[Path, typer.Option(help="Trends supervisor spec file")] = TRENDS_SPEC,
+    trends_topic: Annotated[
+        str | None, typer.Option(envvar="TRENDS_TOPIC", help="Topic of the trend records")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until RUNNING")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 180.0,
     overlord: Overlord = "http://127.0.0.1:8081",
 ) -> None:
-    """Create or update the supervisor (idempotent) and wait until it runs."""
+    """Create or update the supervisors (idempotent) and wait until they run."""
     client = DruidClient(overlord)
-    rendered = render_spec(spec, topic, datasource, bootstrap, task_duration)
+    rendered = [render_spec(spec, topic, datasource, bootstrap, task_duration)]
+    if trends:
+        rendered.append(render_spec(trends_spec, trends_topic, None, bootstrap, task_duration))
     try:  # every input checked before anything is changed
         period = retention_period or DEFAULT_RETENTION_PERIOD  # an empty variable = default
         retention_rules = render_rules(rules, period) if retention else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--retention-period") from None
     if create_topic:
-        io = rendered["spec"]["ioConfig"]
+        io = rendered[0]["spec"]["ioConfig"]
         topic_retention = TopicRetention.from_settings(load_settings(TopicSettings))
         corrected = ensure_topics(
             io["consumerProperties"]["bootstrap.servers"],
-            [io["topic"]],
+            [each["spec"]["ioConfig"]["topic"] for each in rendered],
             partitions,
             1,
             retention=topic_retention,
         )
         for name, was in corrected.items():
             typer.echo(f"topic {name}: {was} set to {topic_retention.config(name)}")
-    supervisor_id = client.submit(rendered)
+    compaction_config = json.loads(compaction.read_text("utf-8")) if auto_compaction else None
+    for each in rendered:
+        _apply(client, each, compaction_config, retention_rules, period)
+    for supervisor_id in [each["spec"]["dataSchema"]["dataSource"] for each in rendered]:
+        if wait:
+            payload = client.wait_running(supervisor_id, timeout)
+            typer.echo(f"supervisor {supervisor_id} {payload['state']}")
+        for error in client.parse_errors(supervisor_id):
+            typer.echo(f"parse error: {error}", err=True)
+
+
+def _apply(
+    client: DruidClient,
+    spec: dict[str, Any],
+    compaction: dict[str, Any] | None,
+    rules: list[dict[str, Any]] | None,
+    period: str,
+) -> None:
+    """Submit one supervisor, then its datasource's auto-compaction and retention rules."""
+    supervisor_id = client.submit(spec)
     typer.echo(f"supervisor {supervisor_id} submitted")
-    if auto_compaction:
-        config = json.loads(compaction.read_text("utf-8")) | {"dataSource": supervisor_id}
+    if compaction is not None:
+        config = compaction | {"dataSource": supervisor_id}
         client.set_compaction(config)
         typer.echo(f"auto-compaction for {supervisor_id}: {config['skipOffsetFromLatest']} behind")
-    if retention_rules is not None:
-        client.set_rules(supervisor_id, retention_rules)
+    if rules is not None:
+        client.set_rules(supervisor_id, rules)
         typer.echo(f"retention for {supervisor_id}: load {period}, then drop")
-    if wait:
-        payload = client.wait_running(supervisor_id, timeout)
-        typer.echo(f"supervisor {supervisor_id} {payload['state']}")
-    for error in client.parse_errors(supervisor_id):
-        typer.echo(f"parse error: {error}", err=True)
 
 
 @app.command()

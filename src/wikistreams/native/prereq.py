@@ -6,7 +6,8 @@ every missing program (or too old a version) in one message, with the command th
 The list is `.ci/run`'s and the tests': Java and Maven for Kafka and Druid, Go for the log
 tools and the compose checker (at least the newest `go` line of their go.mod files), Python 3.11+
 with venv for .venv and Superset's own virtualenv, make, Redis, Chromium and ChromeDriver for the
-dashboard tests, and jq for deploy/render-env.sh.
+dashboard tests, a Korean font for their screenshots (without one Chromium draws Hangul as empty
+boxes), and jq for deploy/render-env.sh.
 
     python3 src/wikistreams/native/prereq.py [--python python3] [--root .]   (`make prereq`)
 
@@ -111,6 +112,14 @@ def requirements(python: str = "python3", root: Path = Path(".")) -> list[Requir
         Requirement(
             "chromedriver", "chromedriver", "apt-get install chromium-driver", "chromium-driver"
         ),
+        Requirement(
+            "a Korean font",
+            "fc-list",
+            "apt-get install fonts-noto-cjk",
+            "fonts-noto-cjk",
+            probe=(":lang=ko", "family"),
+            pattern=r"^(\S.*)$",  # any family that covers Korean; no version to compare
+        ),
         Requirement("jq", "jq", "apt-get install jq", "jq"),
     ]
 
@@ -146,11 +155,13 @@ def check(req: Requirement, path: str | None = None) -> tuple[str, Problem | Non
     except (OSError, subprocess.TimeoutExpired) as exc:
         return "", Problem(req, f"{binary} did not answer ({exc})")
     match = re.search(req.pattern, done.stdout + done.stderr, re.M)
+    if done.returncode == 0 and not match and not req.minimum:
+        return "", Problem(req, f"{binary} {' '.join(req.probe)} lists none")
     if done.returncode != 0 or not match:
         first = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return "", Problem(req, f"{binary} failed: {first[0][:120]}")
     version = match.group(1)
-    if parse_version(version) < req.minimum:
+    if req.minimum and parse_version(version) < req.minimum:
         return "", Problem(req, f"{binary} is {version}")
     return version, None
 
