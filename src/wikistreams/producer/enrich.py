@@ -376,8 +376,13 @@ class Enricher:
         """Emit, as `unavailable`, every event whose wait has reached `max_delay`, and forget
         the ids asked that long ago: an answer that never comes leaves nothing behind."""
         now = self._clock()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _deadline, _n, key, parked = heapq.heappop(self._deadlines)
+        deadlines = self._deadlines
+        # Also drop the entries of events their answer released: under a catch-up deadline they
+        # would hold each event's bytes and model for minutes (answers come in asking order).
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][3].released):
+            deadline, _n, key, parked = heapq.heappop(deadlines)
+            if deadline > now:
+                continue
             entity_id = parked.entity_id
             ask = self._waiting.get(entity_id) if entity_id is not None else None
             if entity_id is not None and ask is not None and ask.deadline <= now:
