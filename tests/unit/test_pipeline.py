@@ -150,9 +150,23 @@ def test_while_catching_up_an_entity_edit_waits_past_the_live_deadline_for_its_l
     assert published[-1]["wikidata_label_en"].startswith("label of Q")
 
 
-def test_a_live_entity_edit_keeps_the_live_deadline():
+def live_dated(data: bytes) -> bytes:
+    event = orjson.loads(data)
+    event["meta"]["dt"] = datetime.now(timezone.utc).isoformat()
+    return orjson.dumps(event)
+
+
+@pytest.mark.parametrize(
+    "since", [None, "2026-12-08T00:00:00Z"], ids=["no-backfill", "backfill-at-the-live-edge"]
+)
+def test_a_live_entity_edit_keeps_the_live_deadline(since):
+    """Live edits wait the live deadline; a backfill that reached now (its events are a
+    minute old or newer) is live again."""
+    data = live_dated(ENTITY_EDIT) if since else ENTITY_EDIT
+    frames_in = FrameSource([RawEvent(data, "sse-entity"), *frames(10)], pace_seconds=0.02)
+    frames_in.since = since
     sink = RecordingSink()
-    entity_edit_run(sink, edit_then_others())
+    entity_edit_run(sink, frames_in)
     published = {p["event_id"]: p for p in map(orjson.loads, sink.committed_values())}
     edit = published[decode_event(ENTITY_EDIT).meta.id]
     assert len(published) == 11

@@ -151,7 +151,7 @@ class Pipeline:
             enrich_catchup_max_delay_seconds, enrich_max_delay_seconds
         )
         # A backfill, or a resume far behind now: entity edits may wait for their labels up to
-        # the catch-up deadline, until the newest published event is within a minute of now.
+        # the catch-up deadline, until an event read is within a minute of now.
         self._catching_up = False
         self._commit_interval = commit_interval_seconds
         self._commit_max_events = commit_max_events
@@ -316,17 +316,17 @@ class Pipeline:
 
     def _set_label_deadline(self) -> None:
         """The catch-up deadline while catching up (the API paces entity edits then, and they
-        arrive labelled); the live one from the time the newest published event is live."""
-        if self._catching_up:
-            newest = self.stats.last_event_dt
-            if newest is not None and _age_seconds(newest) <= CAUGHT_UP_LAG_SECONDS:
-                self._catching_up = False
-                log.info("labels_live_deadline", enrich_max_delay_seconds=self._enrich_max_delay)
+        arrive labelled); the live one from the first event read that is live."""
         live = not self._catching_up
         self.enricher.max_delay = self._enrich_max_delay if live else self._enrich_catchup_max_delay
 
+    def _caught_up(self, event_time: datetime) -> None:
+        if _age_seconds(event_time) <= CAUGHT_UP_LAG_SECONDS:
+            self._catching_up = False
+            self._set_label_deadline()
+            log.info("labels_live_deadline", enrich_max_delay_seconds=self._enrich_max_delay)
+
     def _housekeeping(self) -> None:
-        self._set_label_deadline()
         self._take_answers()
         self.enricher.expire()
         self._poll()
@@ -404,6 +404,8 @@ class Pipeline:
                 # Named again in the position: a later resume may replay it once more.
                 self._drop(flight, "duplicates_dropped", change.meta.id)
             else:
+                if self._catching_up:
+                    self._caught_up(change.meta.dt)
                 self.tracker.expect(flight.seq, change.meta.id)
                 self.enricher.add(flight, change)
         except StageError as err:
