@@ -40,6 +40,7 @@ class Scenario:
     outage_start: float | None = None  # seconds after the stream started
     outage_seconds: float = 0.0
     outage_hang: float = 15.0
+    history_seconds: float = 0.0  # > 0: events dated over that much of the past (a backfill)
 
 
 def outage_supported() -> bool:
@@ -77,6 +78,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             None,
             args.backfill_events,
             0.3,
+            history_seconds=3600.0,
         )
     )
     out.append(
@@ -104,7 +106,7 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, workroot: Path, recorde
     try:
         api = WikidataStandIn(recorded=recorded).start()
         api.behaviour.delay_seconds = sc.api_delay
-        load = LoadStandIn(events, sc.rate).start()
+        load = LoadStandIn(events, sc.rate, history_seconds=sc.history_seconds).start()
         try:
             producer = _run_producer(sc, args, workroot, topic, api, load, result)
         finally:

@@ -141,8 +141,10 @@ def sse_id(epoch_ms: int) -> bytes:
     )
 
 
-def frame(event: LoadEvent, epoch: float) -> bytes:
-    data = event.data.replace(DT_MARK.encode(), iso_ms(epoch).encode())
+def frame(event: LoadEvent, epoch: float, event_epoch: float | None = None) -> bytes:
+    """`epoch`: the send time (SSE id); `event_epoch`: its `meta.dt`, the send time if None."""
+    dt = epoch if event_epoch is None else event_epoch
+    data = event.data.replace(DT_MARK.encode(), iso_ms(dt).encode())
     return b"event: message\nid: %s\ndata: %s\n\n" % (sse_id(int(epoch * 1000)), data)
 
 
@@ -150,12 +152,21 @@ class LoadStandIn(LoopbackServer):
     """Serves `events` once, at `rate` events/s (None: as fast as the client reads).
 
     `sent_at[event_id]` is the `time.time()` just before the event's frame was written.
+    `history_seconds` > 0: the events are history, as a backfill gets it: their `meta.dt` spread
+    evenly over that many seconds before the first connection (else: the send time).
     """
 
-    def __init__(self, events: list[LoadEvent], rate: float | None, port: int = 0) -> None:
+    def __init__(
+        self,
+        events: list[LoadEvent],
+        rate: float | None,
+        port: int = 0,
+        history_seconds: float = 0.0,
+    ) -> None:
         super().__init__(port, _Handler)
         self.events = events
         self.rate = rate
+        self.history_seconds = history_seconds
         self.sent_at: dict[str, float] = {}
         self.cursor = 0
         self.connections = 0
@@ -168,6 +179,13 @@ class LoadStandIn(LoopbackServer):
     @property
     def url(self) -> str:
         return self.base_url + "/v2/stream/recentchange"
+
+    def event_time(self, index: int) -> float | None:
+        """`meta.dt` of the `index`th event as epoch seconds; None: its send time."""
+        if not self.history_seconds or self.started_at is None:
+            return None
+        step = self.history_seconds / max(1, len(self.events))
+        return self.started_at - self.history_seconds + index * step
 
     def stop(self) -> None:
         self.closing.set()
@@ -218,7 +236,13 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = load.events[load.cursor : upto]
             for event in chunk:
                 load.sent_at[event.event_id] = now
-            self.wfile.write(b"".join(frame(event, now) for event in chunk))
+            first_index = load.cursor
+            self.wfile.write(
+                b"".join(
+                    frame(event, now, load.event_time(first_index + i))
+                    for i, event in enumerate(chunk)
+                )
+            )
             self.wfile.flush()
             load.cursor = upto
         load.finished.set()

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 from confluent_kafka import KafkaError
 
 from wikistreams.producer.config import Settings
+from wikistreams.producer.enrich import Answer
+from wikistreams.producer.events import WikidataLabels
 from wikistreams.producer.position import Position
 from wikistreams.producer.sink import decode_headers
 from wikistreams.producer.source import RawEvent
@@ -19,6 +21,7 @@ from wikistreams.producer.source import RawEvent
 PIPELINE_SETTINGS = (
     "dedupe_window",
     "enrich_max_delay_seconds",
+    "enrich_catchup_max_delay_seconds",
     "commit_interval_seconds",
     "commit_max_events",
     "stats_interval_seconds",
@@ -182,6 +185,29 @@ class SilentWorkers:
 
     def stop(self) -> None:
         pass
+
+
+class LateWorkers(SilentWorkers):
+    """Label workers that answer every id with labels, `seconds` after it was asked: later
+    than a short live deadline, well within a catch-up one."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._deliver: Callable[..., None] | None = None
+        self._timers: list[threading.Timer] = []
+
+    def request(self, entity_id: str) -> None:
+        answer = Answer(labels={entity_id: WikidataLabels(label_en=f"label of {entity_id}")})
+        timer = threading.Timer(self.seconds, lambda: self._deliver and self._deliver(answer))
+        self._timers.append(timer)
+        timer.start()
+
+    def start(self, callback: Callable[..., None]) -> None:
+        self._deliver = callback
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
 
 
 def run_until_done(pipeline, source: FrameSource, seconds: float = 30.0):

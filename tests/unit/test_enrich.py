@@ -256,3 +256,27 @@ def test_stopping_the_workers_ends_a_call_in_flight(wikidata, stage_factory):
     stage.workers.stop()
     alive = [t.name for t in stage.workers._threads if t.is_alive()]
     assert alive == [], f"threads outlive their term: {alive}"
+
+
+def test_a_live_deadline_is_kept_behind_a_catch_up_one():
+    """The pipeline shortens `max_delay` when a catch-up ends: an edit parked after that leaves
+    at its own (live) deadline, not behind the catch-up edits parked before it."""
+    from tests.fakes import SilentWorkers
+
+    now = [0.0]
+    emitted = []
+    enricher = Enricher(
+        SilentWorkers(),  # never answers: only deadlines release
+        lambda item, *rest: emitted.append((item, rest[-1])),
+        max_delay_seconds=120.0,
+        clock=lambda: now[0],
+    )
+    enricher.add("catching-up", change("Q5000"))
+    enricher.max_delay = 2.0
+    enricher.add("live", change("Q5001"))
+    now[0] = 3.0
+    enricher.expire()
+    assert emitted == [("live", "unavailable")]
+    now[0] = 121.0
+    enricher.expire()
+    assert emitted[-1] == ("catching-up", "unavailable")

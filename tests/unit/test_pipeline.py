@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ import wikistreams.producer.position as position_module
 from tests.conftest import recorded_events
 from tests.fakes import (
     FrameSource,
+    LateWorkers,
     RecordingSink,
     SilentWorkers,
     pipeline_settings,
@@ -102,6 +104,90 @@ def test_reading_waits_while_too_many_events_are_past_a_parked_one(monkeypatch):
     assert sink.committed[-1][1].last_event_id == source.frames[-1].sse_id
 
 
+# --- the label deadline: live, or catching up --------------------------------------------------
+
+# Labels come 1 s after they are asked: past the live deadline, well within the catch-up one.
+LATE_LABELS = {"enrich_max_delay_seconds": 0.1, "enrich_catchup_max_delay_seconds": 60.0}
+HOUR_AGO = datetime.now(timezone.utc) - timedelta(hours=1)
+
+
+def entity_edit_run(sink: RecordingSink, source: FrameSource) -> Pipeline:
+    run = pipeline(sink, workers=LateWorkers(1.0), commit_interval_seconds=0.01, **LATE_LABELS)
+    assert run_until_done(run, source) is Outcome.OK
+    return run
+
+
+def edit_then_others(since: str | None = None) -> FrameSource:
+    source = FrameSource([RawEvent(ENTITY_EDIT, "sse-entity"), *frames(10)], pace_seconds=0.02)
+    source.since = since
+    return source
+
+
+@pytest.mark.parametrize(
+    "source, position",
+    [
+        (lambda: edit_then_others(since="2018-03-07T00:00:00Z"), None),
+        (
+            edit_then_others,
+            new_position("sse-old", []).model_copy(update={"committed_at": HOUR_AGO}),
+        ),
+    ],
+    ids=["backfill", "resume-an-hour-behind"],
+)
+def test_while_catching_up_an_entity_edit_waits_past_the_live_deadline_for_its_labels(
+    source, position
+):
+    """A backfill (or a resume far behind now) has the API pace entity edits, not the live 2 s:
+    the edit leaves labelled; events without an entity id overtake it, never held back."""
+    sink, frames_in = RecordingSink(position=position), source()
+    entity_edit_run(sink, frames_in)
+    published = [orjson.loads(value) for value in sink.committed_values()]
+    assert [p["event_id"] for p in published] == frame_ids(frames_in.frames[1:]) + [
+        decode_event(ENTITY_EDIT).meta.id
+    ]
+    assert {p["enrichment_status"] for p in published[:-1]} == {"not_applicable"}
+    assert published[-1]["enrichment_status"] == "enriched"
+    assert published[-1]["wikidata_label_en"].startswith("label of Q")
+
+
+def live_dated(data: bytes) -> bytes:
+    event = orjson.loads(data)
+    event["meta"]["dt"] = datetime.now(timezone.utc).isoformat()
+    return orjson.dumps(event)
+
+
+@pytest.mark.parametrize(
+    "since", [None, "2026-12-08T00:00:00Z"], ids=["no-backfill", "backfill-at-the-live-edge"]
+)
+def test_a_live_entity_edit_keeps_the_live_deadline(since):
+    """Live edits wait the live deadline; a backfill that reached now (its events are a
+    minute old or newer) is live again."""
+    data = live_dated(ENTITY_EDIT) if since else ENTITY_EDIT
+    frames_in = FrameSource([RawEvent(data, "sse-entity"), *frames(10)], pace_seconds=0.02)
+    frames_in.since = since
+    sink = RecordingSink()
+    entity_edit_run(sink, frames_in)
+    published = {p["event_id"]: p for p in map(orjson.loads, sink.committed_values())}
+    edit = published[decode_event(ENTITY_EDIT).meta.id]
+    assert len(published) == 11
+    assert edit["enrichment_status"] == "unavailable", "it left at the live deadline"
+
+
+def test_a_catch_up_wait_keeps_the_position_record_bounded(monkeypatch):
+    """The longer wait lets more events overtake the parked edit; the record that names them
+    stays within its budget: reading waits until the labels release the edit."""
+    monkeypatch.setattr(position_module, "RECENT_BELOW", 2)
+    monkeypatch.setattr(position_module, "IDS_MAX_BYTES", 300)  # seven 36-character ids
+    sink = RecordingSink()
+    source = FrameSource([RawEvent(ENTITY_EDIT, "sse-entity"), *frames()])
+    source.since = "2018-03-07T00:00:00Z"
+    run = entity_edit_run(sink, source)
+    assert run.stats.totals["position_full_waits"] > 0, "the read waited for the labels"
+    assert all(len(orjson.dumps(p.ids)) <= 300 for _batch, p in sink.committed)
+    statuses = [orjson.loads(v)["enrichment_status"] for v in sink.committed_values()]
+    assert statuses.count("enriched") == 1 and len(statuses) == len(source.frames)
+
+
 # --- resuming ---------------------------------------------------------------------------------
 
 
@@ -119,8 +205,8 @@ def test_a_resumed_run_opens_the_source_at_the_position_and_drops_what_it_names(
 
 
 def test_a_replay_source_ignores_the_stream_position():
-    """A dead letter replayed again is not a duplicate: the replay's progress is its consumer
-    group, so the sink's position neither opens it nor seeds the dedupe window."""
+    """A source that does not resume: the sink's position neither opens it nor seeds the
+    dedupe window."""
     first = RecordingSink()
     run_until_done(pipeline(first), FrameSource(frames(10)))
     sink = RecordingSink(position=first.committed[-1][1])

@@ -203,6 +203,14 @@ class Settings(KafkaSettings):
         "enrichment_status=unavailable. Other events never wait. 2 s covers a batch wait plus a "
         "slow (1 s) API answer, and keeps dashboards within seconds of live during an outage",
     )
+    enrich_catchup_max_delay_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Longest an entity edit waits for its labels while the producer catches up "
+        "(a backfill, or a resume far behind now; never less than ENRICH_MAX_DELAY_SECONDS). "
+        "At the polite API pace (one call of <= 50 ids per ~0.3 s, ~170 ids/s) an hour's ~18k "
+        "new ids take ~110 s: 120 s lets a backfilled hour arrive labelled",
+    )
     wikidata_timeout_seconds: float = Field(10.0, gt=0, description="Wikidata API request timeout")
     wikidata_maxlag_seconds: int = Field(5, ge=0, description="maxlag sent to the Wikidata API")
     wikidata_max_retries: int = Field(

@@ -80,6 +80,8 @@ def replay(
     # position key (replays are not positions of the live stream).
     sink = build_sink(settings, StreamIdentity.of(settings.kafka_topic, source.name))
     pipeline = build_pipeline(settings, sink, heartbeat)
+    if sink.transactional:  # the group's offsets commit with the records they cover
+        sink.consumer_offsets = source.commit_within(lambda: pipeline.tracker.finished_frames)
     code = pipeline.run(source, stop)
     totals = pipeline.stats.totals
     typer.echo(

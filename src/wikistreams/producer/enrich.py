@@ -12,7 +12,9 @@ the stage is split in two:
 - `Enricher` runs on the pipeline's thread and only decides *when* an event may leave. Events
   without an entity id, and entity events whose labels are in its memory, leave at once. An entity
   event that needs an answer is parked for at most `max_delay` seconds, then leaves as
-  `unavailable` (the answer still fills the cache for the next edit of that item). Events with the
+  `unavailable` (the answer still fills the cache for the next edit of that item). The pipeline
+  lengthens `max_delay` while it catches up (a backfill, or a resume far behind now): then the
+  API, not the deadline, paces the entity edits, and they arrive labelled. Events with the
   same key (`wiki:title`, the Kafka key) leave in arrival order, so a parked event holds back later
   edits of its own page and nothing else.
 
@@ -24,6 +26,8 @@ which ends a call in flight, so the threads end with the producer's term.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import queue
 import threading
 import time
@@ -267,14 +271,18 @@ class Enricher:
     ) -> None:
         self.workers = workers
         self._emit = emit
-        self._max_delay = max_delay_seconds
+        # The wait of an entity edit parked from now on (the pipeline sets it: live or catch-up).
+        self.max_delay = max_delay_seconds
         self._memory_entries = memory_entries
         self._max_waiting = max_waiting
         self._clock = clock
         self._memory: OrderedDict[str, CachedLabels] = OrderedDict()
         self._queues: dict[str, deque[_Parked]] = {}
         self._waiting: dict[str, _Ask] = {}  # entity id asked for -> keys waiting on it
-        self._deadlines: deque[tuple[float, str, _Parked]] = deque()
+        # A heap by deadline: events parked under a catch-up deadline may be due after later
+        # ones parked under the live deadline. The count keeps ties in parking order.
+        self._deadlines: list[tuple[float, int, str, _Parked]] = []
+        self._parked_count = itertools.count()
         self._failed: set[str] = set()
         self.counts = dict.fromkeys(
             (
@@ -336,11 +344,12 @@ class Enricher:
             self._queues[key] = deque((parked,))
         else:
             pending.append(parked)
-        deadline = self._clock() + self._max_delay
-        self._deadlines.append((deadline, key, parked))
+        deadline = self._clock() + self.max_delay
+        heapq.heappush(self._deadlines, (deadline, next(self._parked_count), key, parked))
         ask = self._waiting.get(entity_id)
         if ask is not None:
             ask.keys.append(key)
+            ask.deadline = max(ask.deadline, deadline)
         elif len(self._waiting) >= self._max_waiting:
             # Too many questions open: this one is not asked, the event leaves in key order.
             self.counts["enrich_not_asked"] += 1
@@ -367,8 +376,13 @@ class Enricher:
         """Emit, as `unavailable`, every event whose wait has reached `max_delay`, and forget
         the ids asked that long ago: an answer that never comes leaves nothing behind."""
         now = self._clock()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _deadline, key, parked = self._deadlines.popleft()
+        deadlines = self._deadlines
+        # Also drop the entries of events their answer released: under a catch-up deadline they
+        # would hold each event's bytes and model for minutes (answers come in asking order).
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][3].released):
+            deadline, _n, key, parked = heapq.heappop(deadlines)
+            if deadline > now:
+                continue
             entity_id = parked.entity_id
             ask = self._waiting.get(entity_id) if entity_id is not None else None
             if entity_id is not None and ask is not None and ask.deadline <= now:
@@ -386,7 +400,7 @@ class Enricher:
     def release_all(self) -> None:
         """At shutdown: everything still parked leaves now, in order, as `unavailable`."""
         while self._deadlines:
-            _deadline, key, parked = self._deadlines.popleft()
+            _deadline, _n, key, parked = heapq.heappop(self._deadlines)
             if not parked.released:
                 parked.expired = True
                 self._release(key)

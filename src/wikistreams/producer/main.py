@@ -143,6 +143,7 @@ def build_pipeline(
         dedupe_window=settings.dedupe_window,
         workers=build_label_workers(settings),
         enrich_max_delay_seconds=settings.enrich_max_delay_seconds,
+        enrich_catchup_max_delay_seconds=settings.enrich_catchup_max_delay_seconds,
         commit_interval_seconds=settings.commit_interval_seconds,
         commit_max_events=settings.commit_max_events,
         stats_interval_seconds=settings.stats_interval_seconds,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from datetime import datetime, timezone
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import NamedTuple
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from wikistreams.producer.backfill import CatchUp
+from wikistreams.producer.backfill import CAUGHT_UP_LAG_SECONDS, CatchUp
 from wikistreams.producer.cache import CachedLabels
 from wikistreams.producer.decode import StageError, decode_event
 from wikistreams.producer.dedupe import RecentIds
@@ -121,6 +122,7 @@ class Pipeline:
         *,
         dedupe_window: int,
         enrich_max_delay_seconds: float,
+        enrich_catchup_max_delay_seconds: float,
         commit_interval_seconds: float,
         commit_max_events: int,
         stats_interval_seconds: float,
@@ -145,6 +147,12 @@ class Pipeline:
         self.event_times = event_times
         self.catch_up = CatchUp(None)
         self._enrich_max_delay = enrich_max_delay_seconds
+        self._enrich_catchup_max_delay = max(
+            enrich_catchup_max_delay_seconds, enrich_max_delay_seconds
+        )
+        # A backfill, or a resume far behind now: entity edits may wait for their labels up to
+        # the catch-up deadline, until an event read is within a minute of now.
+        self._catching_up = False
         self._commit_interval = commit_interval_seconds
         self._commit_max_events = commit_max_events
         self._stats_interval = stats_interval_seconds
@@ -186,6 +194,8 @@ class Pipeline:
         self._source = source
         frames = source.open(resume, stop)
         self.catch_up = CatchUp(source.since)
+        self._catching_up = source.since is not None or _far_behind(resume)
+        self._set_label_deadline()
         outcome = self._stream(frames, stop)
         source.close(complete=self._ended and outcome is Outcome.OK)
         return outcome
@@ -304,6 +314,18 @@ class Pipeline:
             except queue.Empty:
                 return True
 
+    def _set_label_deadline(self) -> None:
+        """The catch-up deadline while catching up (the API paces entity edits then, and they
+        arrive labelled); the live one from the first event read that is live."""
+        live = not self._catching_up
+        self.enricher.max_delay = self._enrich_max_delay if live else self._enrich_catchup_max_delay
+
+    def _caught_up(self, event_time: datetime) -> None:
+        if _age_seconds(event_time) <= CAUGHT_UP_LAG_SECONDS:
+            self._catching_up = False
+            self._set_label_deadline()
+            log.info("labels_live_deadline", enrich_max_delay_seconds=self._enrich_max_delay)
+
     def _housekeeping(self) -> None:
         self._take_answers()
         self.enricher.expire()
@@ -319,7 +341,10 @@ class Pipeline:
         """
         started = time.monotonic()
         if not self._rollback:
-            deadline = started + self._enrich_max_delay
+            # A source read to its end lets parked edits wait their deadline (a replay catching
+            # up gets its labels); a stop waits the live one at most, so shutdown stays short.
+            wait = self.enricher.max_delay if self._ended else self._enrich_max_delay
+            deadline = started + wait
             while len(self.enricher) and time.monotonic() < deadline and not self._rollback:
                 try:
                     self._inbox.get(timeout=0.05)
@@ -379,6 +404,8 @@ class Pipeline:
                 # Named again in the position: a later resume may replay it once more.
                 self._drop(flight, "duplicates_dropped", change.meta.id)
             else:
+                if self._catching_up:
+                    self._caught_up(change.meta.dt)
                 self.tracker.expect(flight.seq, change.meta.id)
                 self.enricher.add(flight, change)
         except StageError as err:
@@ -619,3 +646,13 @@ class Pipeline:
             **{k: v for k, v in line.items() if k in keys or k.startswith("backfill")}
         )
         log.info("stats", **line)
+
+
+def _age_seconds(moment: datetime) -> float:
+    return (datetime.now(timezone.utc) - moment).total_seconds()
+
+
+def _far_behind(resume: Position | None) -> bool:
+    """The resumed position was committed longer ago than a live stream lags: catching up."""
+    committed = resume.committed_at if resume is not None else None
+    return committed is not None and _age_seconds(committed) > CAUGHT_UP_LAG_SECONDS

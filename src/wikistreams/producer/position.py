@@ -263,6 +263,11 @@ class DeliveryTracker:
         self._below_bytes += size
 
     @property
+    def finished_frames(self) -> int:
+        """How many frames of this run are finished up to the watermark (all before it are)."""
+        return self._low
+
+    @property
     def beyond(self) -> int:
         """How many frames are finished past the watermark (each may add an id to the record)."""
         return len(self._finished)

@@ -24,7 +24,7 @@ from typing import Protocol
 from datetime import datetime, timezone
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -49,6 +49,8 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 KafkaConfig = dict[str, str | int | bool]
 # Record headers as `Producer.produce` takes them (a list: a name may repeat).
 KafkaHeaders = list[tuple[str, str | bytes | None]]
+# A consumer's offsets to commit inside a transaction, with its group (`consumer_group_metadata()`).
+ConsumerOffsets = tuple[list[TopicPartition], object]
 # Connection-level errors that mean "the broker is away", reported by librdkafka's error_cb.
 _UNREACHABLE = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
@@ -363,6 +365,9 @@ class KafkaSink:
         self.on_wait: Callable[[], None] = lambda: None
         # Commit attempts Kafka refused or left unanswered since the last commit that succeeded.
         self.commit_retries = 0
+        # A consumer whose progress is part of this stream's position (a dead-letter replay):
+        # its offsets go into each transaction, so they commit with the records or not at all.
+        self.consumer_offsets: Callable[[], ConsumerOffsets] | None = None
         self._producer = Producer({**config, "error_cb": self._on_error})
 
     def start(self, timeout: float = 30.0) -> None:
@@ -423,6 +428,14 @@ class KafkaSink:
             return
         try:
             self._write_position(position)
+            if self.consumer_offsets is not None:
+                offsets, group = self.consumer_offsets()
+                if offsets:
+                    self._retrying(
+                        lambda: self._producer.send_offsets_to_transaction(
+                            offsets, group, COMMIT_POLL_SECONDS
+                        )
+                    )
             self._retrying(lambda: self._producer.commit_transaction(COMMIT_POLL_SECONDS))
             self._producer.begin_transaction()
         except KafkaException as exc:

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 class Source(Protocol):
     """Frames in arrival order, with a lifecycle: opened at a position, closed with the outcome.
 
-    `resumes`: whether the stream's committed position applies. A live stream resumes from it
-    (and drops the ids it names as already published); a dead-letter replay keeps its progress
-    in its consumer group instead, and a dead letter replayed again is no duplicate.
+    `resumes`: whether the stream's committed position applies: the run drops the ids it names
+    as already published. A live stream reads on after its watermark; a dead-letter replay reads
+    on from its consumer group's offsets, committed in the same transactions.
     """
 
     @property
