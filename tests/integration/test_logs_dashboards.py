@@ -15,6 +15,8 @@ Every input comes from a real component (what was used is printed in the test su
 * producer: the real producer (``python -m wikistreams.producer``) replaying recorded
   recentchange events into the Kafka at KAFKA_BOOTSTRAP_SERVERS (``make test`` starts it); no
   Kafka is a failure, not a reason to make lines up.
+* trends: the real trends processor (``python -m wikistreams.trends``) over the recorded enwiki
+  sample and a derived burst, on the same Kafka.
 * Druid: the real Druid services' logs (<var>/log/druid-*.log; var is WIKISTREAMS_VAR_DIR or
   <repo>/var): their tail, plus the latest lines of every metric a Druid query reads. A metric
   the Druid stack never logged is a failure that names the metric.
@@ -190,6 +192,37 @@ def write_producer_log(log_file: Path, workdir: Path) -> None:
     INPUT_SOURCES["producer"] = f"real producer replaying {recording.name} (400 events + 1 broken)"
 
 
+def write_trends_log(log_file: Path, workdir: Path) -> None:
+    """Run the real trends processor (``python -m wikistreams.trends``) over the recorded enwiki
+    sample plus a DERIVED burst on Q42's real pages (tests/trends_support) until it has committed
+    all of it; its stdout is the log file, with a stats line a second."""
+    from tests.conftest import wait_until
+    from tests.integration.trends_run import Run
+    from tests.standins.wikidata_api import WikidataStandIn
+    from tests.trends_support import burst, by_time, produce, recorded_enriched
+    from wikistreams.trends.edits import parse_time
+
+    background = recorded_enriched()
+    start = parse_time(max(r["event_time"] for r in background)) + 10
+    pages = [("enwiki", "Douglas Adams"), ("dewiki", "Douglas Adams")]
+    story = burst(background[0], pages, ["Aquila", "Birch", "Cedar", "Dune"], start, edits=10)
+    wikidata = WikidataStandIn().start()
+    (workdir / "trends").mkdir()
+    run = Run(workdir / "trends", wikidata.url)
+    try:
+        produce(run.env["KAFKA_BOOTSTRAP_SERVERS"], run.input, by_time(background + story))
+        run.start()
+        wait_until(run.caught_up, seconds=180, interval=1)
+        time.sleep(2)  # one more stats line after the last commit
+    finally:
+        run.close()
+        wikidata.stop()
+    log_file.write_bytes((workdir / "trends" / "trends.log").read_bytes())
+    INPUT_SOURCES["trends"] = (
+        f"real trends processor over the recorded enwiki sample + {len(story)} derived edits"
+    )
+
+
 # ── Druid: the real services' logs ──────────────────────────────────────────────────────────────
 
 VAR_DIR = Path(os.environ.get("WIKISTREAMS_VAR_DIR") or ROOT / "var")
@@ -270,8 +303,9 @@ def loaded_stack(tmp_path_factory):
         services.stop_all()
         write_druid_logs(stack.log_dir)
         write_producer_log(stack.log_dir / "producer.log", workdir)
+        write_trends_log(stack.log_dir / "trends.log", workdir)
         counts = stack.wait_ingested(
-            {"docker-stats-logger", "stats-logger", "producer", "druid-broker"}, started
+            {"docker-stats-logger", "stats-logger", "producer", "trends", "druid-broker"}, started
         )
         print(f"\nlog lines stored per service: {counts}")
         for name, source in sorted(INPUT_SOURCES.items()):
@@ -290,7 +324,7 @@ def test_queries_were_found():
         "ws-druid-monitor",
         "ws-resources-monitor",
     }
-    assert sum(q.where.startswith("alert") for q in QUERIES) == 7
+    assert sum(q.where.startswith("alert") for q in QUERIES) == 8
 
 
 def test_labels_are_exactly_service_and_level(loaded_stack):
