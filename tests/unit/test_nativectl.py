@@ -242,6 +242,16 @@ def test_random_kafka_id_shape():
     assert len(cluster_id) == 22 and "=" not in cluster_id
 
 
+def test_random_kafka_id_never_starts_like_an_option(monkeypatch):
+    """A UUID whose base64 starts with `-` (first byte 0xf8) is drawn again: `kafka-storage
+    format -t -u7I...` took such an id for an option and the first start failed."""
+    import uuid
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert placeholders.random_kafka_id() == "AQEBAQEBAQEBAQEBAQEBAQ"
+
+
 def test_var_dir_is_overridable(tmp_path):
     assert paths.Paths.from_env({}).var == ROOT / "var"
     moved = paths.Paths.from_env({paths.VAR_ENV: str(tmp_path / "elsewhere")})

@@ -72,5 +72,11 @@ def expand_argv(argv: list[str], names: dict[str, Any], service: str) -> list[st
 
 
 def random_kafka_id() -> str:
-    """Kafka cluster ids are a random UUID in unpadded URL-safe base64 (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka cluster ids are a random UUID in unpadded URL-safe base64 (22 characters).
+
+    Like Kafka's own `Uuid.randomUuid`, never one that starts with `-`: a command line would
+    take it for an option (`kafka-storage format -t -u7I...` fails, about 1 start in 64)."""
+    while True:
+        kafka_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not kafka_id.startswith("-"):
+            return kafka_id
