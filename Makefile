@@ -22,7 +22,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench capacity
+.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench capacity trends-eval
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ fmt: $(VPY) ## format the code
 
 bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
 	STACK_SERVICES=kafka $(WITH_STACK) -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
+
+trends-eval: $(VPY) ## the trend detector against both published rules on labelled scenarios + a quiet day (~20 min, no servers) -> docs/trends.md
+	$(VPY) -m benchmarks.trends_eval --out docs/trends.md $(TRENDS_EVAL_ARGS)
 
 capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~75 min; REPLACES the datasource) -> docs/capacity.md
 	$(VPY) -m pip install -q -e '.[bench]'

@@ -17,6 +17,7 @@ and IP addresses are logged-out editors.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,9 @@ REVERT = re.compile(
 )
 IP_ADDRESS = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:]+)$")
 TEMPORARY_ACCOUNT = re.compile(r"^~\d{4}-")
+# What an edit summary says beyond its section link (`/* History */`) and numbers.
+_SECTION = re.compile(r"/\*.*?\*/")
+_NOISE = re.compile(r"[\d\W_]+")
 
 
 class Edit(BaseModel):
@@ -77,6 +81,7 @@ class Edit(BaseModel):
     length_new: int | None = None
     created: bool = False  # a `new` event: the page was created
     revert: bool = False  # the summary says revert/undo/rollback
+    summary: int = 0  # `summary_key` of the edit summary (0: nothing beyond a section link)
 
     @property
     def page(self) -> str:
@@ -91,6 +96,17 @@ def is_anonymous(user: str) -> bool:
 
 def is_bot_name(user: str) -> bool:
     return bool(BOT_NAME.search(user))
+
+
+def summary_key(comment: str) -> int:
+    """A stable 32-bit key of what a summary says, so identical summaries can be counted.
+
+    A sweep (template replacement, tagging drive) writes the same summary on every page, by
+    every editor taking part; people reacting to news write their own. Section links and
+    numbers are dropped, so `/* Death */ date` and `/* Career */ date` count as the same.
+    """
+    text = _NOISE.sub(" ", _SECTION.sub(" ", comment)).strip().lower()
+    return zlib.crc32(text.encode()) or 1 if text else 0
 
 
 def parse_time(value: str) -> float:
@@ -125,4 +141,5 @@ def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
         length_new=event.get("length_new"),
         created=event.get("type") == "new",
         revert=bool(REVERT.search(comment)),
+        summary=summary_key(comment),
     )
