@@ -37,6 +37,10 @@ Not counted:
 - edits whose summary names a mass-editing tool (AWB, JWB, HotCat, Cat-a-lot, IABot,
   QuickStatements, Pywikibot, a `Bot:` prefix): sweeps, not news.
 
+A bot's revert (flagged, or named so, with a revert summary) is kept but not counted: it marks
+the edits it undid (the last editor's run, as rollback does) as reverted, so vandalism that a
+bot cleans up does not look like a crowd of editors.
+
 Behaviour that only shows over several edits is judged per page and per story: one editor's
 share, one summary written by several editors (a sweep), reverts. IP addresses and temporary
 accounts (`~2025-12345-67`, English Wikipedia since November 2025) are logged-out editors.
@@ -285,12 +289,14 @@ def _limitations() -> str:
 - The background comes from a generator built for volume and cardinality. Its per-page
   dynamics (editors independent of pages, softened here by sessions; tail pages that rotate
   quickly on small synthetic wikis) are assumptions; the quiet-day figure depends on them.
-- Latency is event time from the story's 5th edit; slow stories (Wikimedia's "may need 5
-  hours" case) are flagged late or not at all by a 15-minute window, on purpose: the window
-  is what makes the detector quick on fast stories and deaf to busy pages.
-- Known weaknesses: vandalism whose reverts come from a flagged bot (ClueBot NG flagged) looks
-  like edits by several logged-out people; a sweep with varied summaries and no tool tag is
-  only caught when one editor dominates a page.
+- Latency is event time from the story's 5th edit; slow stories are flagged late or not at
+  all by a 15-minute window, on purpose: the window is what makes the detector quick on fast
+  stories and deaf to busy pages.
+- Known weaknesses: vandalism by several accounts that nobody reverts within the window looks
+  like a crowd; a sweep with varied summaries and no tool tag is only caught when one editor
+  dominates a page; stories that grow slowly (Wikimedia's "may need 5 hours") or that start
+  with one or two people writing most of the first edits are flagged late or missed: the
+  5th-edit latency above is the price of requiring three editors and a sharp surprise.
 - Wikidata resolution is simulated (the scenario's item); real `wbgetentities` misses and
   pages without items make stories of single pages.
 """

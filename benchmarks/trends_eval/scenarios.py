@@ -294,12 +294,16 @@ class Maker:
         return out
 
     # -- decoys -----------------------------------------------------------------------------
+    def decoy_page(self) -> tuple[tuple[str, str], Page]:
+        """A page of one of the six largest wikis, where decoys happen most."""
+        wiki = self.rng.choice(BIG_WIKIS[:6])
+        return wiki, Page(wiki, self.title(), self.rng)
+
     def edit_war(self, unit: str, start: float, t0: float) -> Scenario:
         r = self.rng
         silent = r.random() < 0.4
         third = r.random() < 0.3
-        wiki = r.choice(BIG_WIKIS[:6])
-        page = Page(wiki, self.title(), r)
+        wiki, page = self.decoy_page()
         a = self.person(wiki[0], 0.2)
         b = self.person(wiki[0])
         s = Scenario(
@@ -315,8 +319,7 @@ class Maker:
 
     def one_editor(self, unit: str, start: float, t0: float) -> Scenario:
         r = self.rng
-        wiki = r.choice(BIG_WIKIS[:6])
-        page = Page(wiki, self.title(), r)
+        wiki, page = self.decoy_page()
         anon = r.random() < 0.2
         user = self.person(wiki[0], 1.0 if anon else 0.0)
         times = self.arrivals(start, r.randint(30, 60), r.uniform(30, 120) * 60, 1.0)
@@ -328,8 +331,7 @@ class Maker:
 
     def vandalism(self, unit: str, start: float, t0: float) -> Scenario:
         r = self.rng
-        wiki = r.choice(BIG_WIKIS[:6])
-        page = Page(wiki, self.title(), r)
+        wiki, page = self.decoy_page()
         vandals = [self.person(wiki[0], 0.75) for _ in range(r.randint(1, 3))]
         patrollers = [self.person(wiki[0]) for _ in range(r.randint(2, 4))]
         variant = r.choices(["undo", "silent", "cluebot"], [0.5, 0.25, 0.25])[0]
@@ -395,8 +397,7 @@ class Maker:
 
     def busy_page(self, unit: str, start: float, t0: float, end: float = 0.0) -> Scenario:
         r = self.rng
-        wiki = r.choice(BIG_WIKIS[:6])
-        page = Page(wiki, self.title(), r)
+        wiki, page = self.decoy_page()
         per_hour = r.uniform(15, 60)
         s = Scenario(unit, "busy_page", f"{per_hour:.0f}/h", False)
         s.events = self.regulars(page, t0, end, per_hour)

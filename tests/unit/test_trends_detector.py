@@ -282,3 +282,21 @@ def test_bad_events_are_errors_or_not_counted(field: str) -> None:
     else:
         edit = edit_from_event(event | {"user": ""})
         assert edit is not None and edit.anonymous
+
+
+def test_vandalism_reverted_by_a_flagged_bot_is_not_a_trend() -> None:
+    page = Page("Target")
+    vandals = ["203.0.113.7", "New Account 1", "198.51.100.2", "New Account 2"]
+    events = []
+    for i in range(8):
+        vandal = vandals[i % 4]
+        events.append(page.edit(i * 90, vandal, -700))
+        summary = (
+            f"Reverting possible vandalism by {vandal} to version by X. Report False Positive?"
+        )
+        events.append(page.undo(i * 90 + 20, "ClueBot NG", summary) | {"bot": True})
+    bot_revert = edit_from_event(events[1])
+    assert bot_revert is not None and not bot_revert.counted and bot_revert.revert
+    assert run(events) == []
+    # Without the bot's reverts the same edits look like a crowd: the reverts are what tell.
+    assert run(events[::2]) != []

@@ -82,6 +82,7 @@ class Edit(BaseModel):
     created: bool = False  # a `new` event: the page was created
     revert: bool = False  # the summary says revert/undo/rollback
     summary: int = 0  # `summary_key` of the edit summary (0: nothing beyond a section link)
+    counted: bool = True  # False: a bot's revert, which only marks what it undid
 
     @property
     def page(self) -> str:
@@ -115,7 +116,11 @@ def parse_time(value: str) -> float:
 
 
 def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
-    """The countable edit an `EnrichedEvent` dict is, or None when it does not count.
+    """The edit an `EnrichedEvent` dict is for the detector, or None when it does not count.
+
+    One kind of automated edit is kept, uncounted (`counted=False`): a bot's revert (ClueBot
+    NG, flagged on some wikis). It counts no edit and no editor, but tells the page that the
+    edits it undid were vandalism.
 
     Raises ValueError on an event without a parseable `event_time` (the enriched topic's
     contract says it always has one).
@@ -123,11 +128,13 @@ def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
     if event.get("type") not in COUNTED_TYPES or event.get("namespace") != 0:
         return None
     wiki = str(event.get("wiki") or "")
-    if not wiki or wiki in NON_ARTICLE_WIKIS or event.get("bot"):
+    if not wiki or wiki in NON_ARTICLE_WIKIS:
         return None
     user = str(event.get("user") or "")
     comment = str(event.get("comment") or "")
-    if is_bot_name(user) or AUTOMATION.search(comment):
+    revert = bool(REVERT.search(comment))
+    automated = bool(event.get("bot") or is_bot_name(user) or AUTOMATION.search(comment))
+    if automated and not revert:
         return None
     delta = event.get("length_delta")
     return Edit(
@@ -140,6 +147,7 @@ def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
         length_delta=int(delta) if delta is not None else 0,
         length_new=event.get("length_new"),
         created=event.get("type") == "new",
-        revert=bool(REVERT.search(comment)),
+        revert=revert,
         summary=summary_key(comment),
+        counted=not automated,
     )

@@ -41,7 +41,7 @@ class RecentEdit(BaseModel):
     anonymous: bool = False
     delta: int = 0
     length: int | None = None  # page length after the edit
-    revert: bool = False
+    revert: bool = False  # a revert, or an edit a bot reverted
     created: bool = False
     summary: int = 0
 
@@ -127,10 +127,10 @@ def observe_page(
     state: PageState | None, edit: Edit, params: DetectorParams
 ) -> tuple[PageState, PageSignal | None]:
     """Count one edit; return the new state and a signal while the page is a candidate."""
+    if not edit.counted:
+        return _reverted_by_bot(state, edit), None
     if state is None or page_expired(state, edit.ts, params):
-        state = PageState.model_construct(
-            first_ts=edit.ts, last_ts=edit.ts, decayed=0.0, recent=[], candidate=False
-        )
+        state = _empty(edit.ts)
     now = max(state.last_ts, edit.ts)
     tau = params.baseline_tau
     decayed = state.decayed * math.exp(-(now - state.last_ts) / tau)
@@ -166,6 +166,27 @@ def observe_page(
     was = state.candidate
     new_state.candidate = signal.candidate
     return new_state, signal if (signal.candidate or was) else None
+
+
+def _empty(ts: float) -> PageState:
+    return PageState.model_construct(
+        first_ts=ts, last_ts=ts, decayed=0.0, recent=[], candidate=False
+    )
+
+
+def _reverted_by_bot(state: PageState | None, edit: Edit) -> PageState:
+    """Mark the last editor's run of edits as reverted (rollback's reach); count nothing."""
+    if state is None:
+        return _empty(edit.ts)
+    if not state.recent:
+        return state
+    recent = [e.model_copy() for e in state.recent]
+    last = recent[-1].user
+    for e in reversed(recent):
+        if e.user != last:
+            break
+        e.revert = True
+    return state.model_copy(update={"recent": recent, "last_ts": max(state.last_ts, edit.ts)})
 
 
 def _may_be_candidate(recent: list[RecentEdit], p: DetectorParams) -> bool:
