@@ -336,7 +336,10 @@ class Maker:
         patrollers = [self.person(wiki[0]) for _ in range(r.randint(2, 4))]
         variant = r.choices(["undo", "silent", "cluebot"], [0.5, 0.25, 0.25])[0]
         s = Scenario(unit, "vandalism", variant, False)
+        back = start
         for ts in self.arrivals(start, r.randint(4, 10), r.uniform(20, 60) * 60, 1.0):
+            # After the previous revert: page lengths must follow event time.
+            ts = max(ts, back + r.uniform(5, 60))
             s.events.append(page.edit(ts, r.choice(vandals), r.randint(-3000, 400)))
             back = ts + r.uniform(20, 180)
             if variant == "cluebot":
