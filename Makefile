@@ -24,7 +24,7 @@ $(foreach v,$(PASS_THROUGH),$(if $(filter command line,$(origin $(v))),$(eval ex
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-m 'not e2e'"`.
 PYTEST_ARGS ?=
 
-.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench trends-bench capacity
+.PHONY: help venv up compose-up down status clean logs tools compose-check superset-install superset-init superset-export prereq test test-unit test-smoke lint fmt bench trends-bench capacity trends-eval
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -108,8 +108,11 @@ fmt: $(VPY) ## format the code
 bench: $(VPY) ## producer latency + throughput benchmarks (~15 min), report in docs/benchmarks.md
 	STACK_SERVICES=kafka $(WITH_STACK) -- $(VPY) -m benchmarks --report docs/benchmarks.md $(BENCH_ARGS)
 
-trends-bench: $(VPY) ## trends processor: throughput, RSS, state size, Wikidata requests/h (~5 min; docs/trends.md "The processor")
+trends-bench: $(VPY) ## trends processor: throughput, RSS, state size, Wikidata requests/h (~5 min; docs/trends-processor.md)
 	STACK_SERVICES=kafka $(WITH_STACK) -- $(VPY) -m benchmarks.trends_bench --json var/log/trends-bench.json $(TRENDS_BENCH_ARGS)
+
+trends-eval: $(VPY) ## the trend detector against both published rules on labelled scenarios + a quiet day (~20 min, no servers) -> docs/trends.md
+	$(VPY) -m benchmarks.trends_eval --out docs/trends.md $(TRENDS_EVAL_ARGS)
 
 capacity: $(VPY) superset-install ## 1 and 7 days of live-shaped data through Druid and Superset, measured (~75 min; REPLACES the datasource) -> docs/capacity.md
 	$(VPY) -m pip install -q -e '.[bench]'

@@ -17,6 +17,7 @@ and IP addresses are logged-out editors.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -60,6 +61,9 @@ REVERT = re.compile(
 )
 IP_ADDRESS = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:]+)$")
 TEMPORARY_ACCOUNT = re.compile(r"^~\d{4}-")
+# What an edit summary says beyond its section link (`/* History */`) and numbers.
+_SECTION = re.compile(r"/\*.*?\*/")
+_NOISE = re.compile(r"[\d\W_]+")
 
 
 class Edit(BaseModel):
@@ -77,6 +81,8 @@ class Edit(BaseModel):
     length_new: int | None = None
     created: bool = False  # a `new` event: the page was created
     revert: bool = False  # the summary says revert/undo/rollback
+    summary: int = 0  # `summary_key` of the edit summary (0: nothing beyond a section link)
+    counted: bool = True  # False: a bot's revert, which only marks what it undid
 
     @property
     def page(self) -> str:
@@ -93,13 +99,28 @@ def is_bot_name(user: str) -> bool:
     return bool(BOT_NAME.search(user))
 
 
+def summary_key(comment: str) -> int:
+    """A stable 32-bit key of what a summary says, so identical summaries can be counted.
+
+    A sweep (template replacement, tagging drive) writes the same summary on every page, by
+    every editor taking part; people reacting to news write their own. Section links and
+    numbers are dropped, so `/* Death */ date` and `/* Career */ date` count as the same.
+    """
+    text = _NOISE.sub(" ", _SECTION.sub(" ", comment)).strip().lower()
+    return zlib.crc32(text.encode()) or 1 if text else 0
+
+
 def parse_time(value: str) -> float:
     """`event_time` (ISO-8601 UTC, `Z`) as epoch seconds."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
-    """The countable edit an `EnrichedEvent` dict is, or None when it does not count.
+    """The edit an `EnrichedEvent` dict is for the detector, or None when it does not count.
+
+    One kind of automated edit is kept, uncounted (`counted=False`): a bot's revert (ClueBot
+    NG, flagged on some wikis). It counts no edit and no editor, but tells the page that the
+    edits it undid were vandalism.
 
     Raises ValueError on an event without a parseable `event_time` (the enriched topic's
     contract says it always has one).
@@ -107,11 +128,13 @@ def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
     if event.get("type") not in COUNTED_TYPES or event.get("namespace") != 0:
         return None
     wiki = str(event.get("wiki") or "")
-    if not wiki or wiki in NON_ARTICLE_WIKIS or event.get("bot"):
+    if not wiki or wiki in NON_ARTICLE_WIKIS:
         return None
     user = str(event.get("user") or "")
     comment = str(event.get("comment") or "")
-    if is_bot_name(user) or AUTOMATION.search(comment):
+    revert = bool(REVERT.search(comment))
+    automated = bool(event.get("bot") or is_bot_name(user) or AUTOMATION.search(comment))
+    if automated and not revert:
         return None
     delta = event.get("length_delta")
     return Edit(
@@ -124,5 +147,7 @@ def edit_from_event(event: Mapping[str, Any]) -> Edit | None:
         length_delta=int(delta) if delta is not None else 0,
         length_new=event.get("length_new"),
         created=event.get("type") == "new",
-        revert=bool(REVERT.search(comment)),
+        revert=revert,
+        summary=summary_key(comment),
+        counted=not automated,
     )

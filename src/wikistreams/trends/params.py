@@ -23,25 +23,42 @@ class DetectorParams(BaseModel):
         86_400.0, gt=0, description="time constant (s) of the per-page long-horizon rate"
     )
     prior_rate: float = Field(
-        0.5, ge=0, description="edits/hour assumed for a page never seen (the prior's mean)"
+        0.1, ge=0, description="edits/hour a page is assumed to have at least (the floor)"
     )
-    prior_span: float = Field(
-        3_600.0, gt=0, description="weight (s of history) of the prior against what was seen"
+    min_history: float = Field(
+        21_600.0,
+        gt=0,
+        description="the baseline counts at least this much history (s): a page's own burst "
+        "cannot become its baseline within minutes",
+    )
+    dispersion: float = Field(
+        4.0, gt=0, description="negative binomial shape of a window's count (lower: wider)"
     )
     ttl: float = Field(
         259_200.0, gt=0, description="state of a page idle this long (s) is dropped (3 tau)"
     )
+    revert_weight: float = Field(
+        1.0, description="effective edits a revert takes away (itself; 2: also what it undid)"
+    )
     # Per page: the cheap first threshold (candidates are resolved to Wikidata).
-    candidate_edits: float = Field(3.0, description="effective edits in the window")
+    candidate_edits: float = Field(2.0, description="effective edits in the window")
     candidate_editors: int = Field(2, description="distinct editors in the window")
-    candidate_z: float = Field(2.0, description="Poisson z of the window against the baseline")
+    candidate_surprise: float = Field(
+        3.0, description="-log10 P(this many edits | the page's baseline) in the window"
+    )
     # Per story: the trend.
     story_edits: float = Field(5.0, description="effective edits over the story's pages")
     story_editors: int = Field(3, description="distinct editors over the story's pages")
-    story_z: float = Field(3.0, description="z of the story's strongest page")
-    max_top_share: float = Field(0.5, description="one editor's share of the story's edits")
+    story_surprise: float = Field(
+        6.0, description="summed surprise of the story's candidate pages (independent pages)"
+    )
+    max_top_share: float = Field(0.67, description="one editor's share of the story's edits")
     max_anon_share: float = Field(0.8, description="logged-out share of the story's edits")
     max_revert_share: float = Field(0.34, description="share of the edits that are reverts")
+    max_same_summary_share: float = Field(
+        0.5, description="share of the edits with one summary written by several editors"
+    )
+    created_bonus: float = Field(1.0, description="score added when a page was just created")
     language_bonus: float = Field(0.5, description="score added per language beyond the first")
     # Per story: when to re-emit.
     cooling_share: float = Field(0.5, description="score below this share of the peak: cooling")

@@ -59,8 +59,9 @@ class StoryFigures(BaseModel):
     top_share: float
     anon_share: float
     revert_share: float
+    same_summary_share: float
     languages: int
-    best_z: float
+    surprise: float  # summed over the pages: independent pages' log-chances add
     score: float
 
 
@@ -78,10 +79,14 @@ def story_figures(pages: list[PageSignal], params: DetectorParams) -> StoryFigur
         top_share=max(by_editor.values()) / edits if edits else 1.0,
         anon_share=sum(p.anon_edits for p in pages) / edits if edits else 0.0,
         revert_share=sum(p.reverts for p in pages) / edits if edits else 0.0,
+        same_summary_share=sum(p.same_summary for p in pages) / edits if edits else 0.0,
         languages=languages,
-        best_z=max(p.score for p in pages),
+        surprise=sum(max(0.0, p.score) for p in pages if p.candidate),
         score=round(
-            sum(max(0.0, p.score) for p in pages) + params.language_bonus * (languages - 1), 3
+            sum(max(0.0, p.score) for p in pages)
+            + params.language_bonus * (languages - 1)
+            + params.created_bonus * any(p.created for p in pages),
+            3,
         ),
     )
 
@@ -90,10 +95,11 @@ def is_trend(f: StoryFigures, p: DetectorParams) -> bool:
     return (
         f.effective_edits >= p.story_edits
         and f.editors >= p.story_editors
-        and f.best_z >= p.story_z
+        and f.surprise >= p.story_surprise
         and f.top_share <= p.max_top_share
         and f.anon_share <= p.max_anon_share
         and f.revert_share <= p.max_revert_share
+        and f.same_summary_share <= p.max_same_summary_share
     )
 
 
@@ -101,7 +107,8 @@ def observe_story(
     state: StoryState | None, signal: PageSignal, ref: StoryRef, params: DetectorParams
 ) -> tuple[StoryState, TrendRecord | None]:
     """Take a page's newest signal; return the new state and a record when the story changed."""
-    state = state.model_copy(deep=True) if state else StoryState()
+    # Signals are replaced, never changed: a copy of the dict is enough (not a deep copy).
+    state = state.model_copy(update={"pages": dict(state.pages)}) if state else StoryState()
     state.pages[signal.page] = signal
     now = max(p.ts for p in state.pages.values())
     state.pages = {k: p for k, p in state.pages.items() if p.ts > now - params.window}
