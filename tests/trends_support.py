@@ -36,7 +36,25 @@ def at(ts: float) -> str:
     return format_event_time(datetime.fromtimestamp(ts, tz=timezone.utc))
 
 
-def derived_edit(template: dict, wiki: str, title: str, user: str, ts: float, delta: int) -> dict:
+# What people write when they edit an article about something that just happened: each their
+# own words (one summary written by several editors is a sweep to the detector, not news).
+SUMMARIES = (
+    "update with latest reports",
+    "copyedit",
+    "add source",
+    "expand lead",
+    "fix infobox",
+    "wording",
+    "add reactions section",
+    "update figures per press release",
+    "clarify timeline",
+    "ref formatting",
+)
+
+
+def derived_edit(
+    template: dict, wiki: str, title: str, user: str, ts: float, delta: int, comment: str = "update"
+) -> dict:
     """A human main-namespace edit of `wiki:title`, derived from a real recorded record."""
     length_old = 20_000 + (int(ts) % 997)
     return {
@@ -51,7 +69,7 @@ def derived_edit(template: dict, wiki: str, title: str, user: str, ts: float, de
         "title": title,
         "user": user,
         "bot": False,
-        "comment": "update",
+        "comment": comment,
         "length_old": length_old,
         "length_new": length_old + delta,
         "length_delta": delta,
@@ -74,6 +92,7 @@ def burst(
             editors[n % len(editors)],
             start + n * spacing,
             delta=37 + 11 * n,
+            comment=SUMMARIES[n % len(SUMMARIES)],
         )
         for n in range(edits)
     ]
