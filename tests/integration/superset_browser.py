@@ -96,21 +96,31 @@ def make_driver(width: int = 1600, height: int = 2200) -> tuple[webdriver.Chrome
 
 
 def login(driver: webdriver.Chrome, base_url: str, username: str, password: str) -> None:
-    driver.get(f"{base_url}/login/")
-    wait = WebDriverWait(driver, 60)
-    user_box = wait.until(
-        lambda d: d.find_element(By.CSS_SELECTOR, "input[name='username'], input#username")
-    )
-    user_box.send_keys(username)
-    password_box = driver.find_element(By.CSS_SELECTOR, "input[name='password'], input#password")
-    password_box.send_keys(password)
-    password_box.send_keys(Keys.ENTER)
-    try:
-        wait.until(lambda d: "/login" not in d.current_url)
-    except Exception as exc:
-        body = driver.find_element(By.TAG_NAME, "body").text[:500]
-        url = driver.current_url
-        raise RuntimeError(f"login did not leave {url}; page says: {body!r}") from exc
+    """Sign in through the form. Tried up to three times: Superset's login page posts its own
+    event log as the form is sent, and when that unauthenticated answer lands after the login's
+    its session cookie replaces the new one (seen once in CI: POST /login/ 302, then
+    /superset/welcome/ 302 back to /login). A wrong password fails all three."""
+    for attempt in range(1, 4):
+        driver.get(f"{base_url}/login/")
+        wait = WebDriverWait(driver, 60)
+        user_box = wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "input[name='username'], input#username")
+        )
+        user_box.send_keys(username)
+        selector = "input[name='password'], input#password"
+        password_box = driver.find_element(By.CSS_SELECTOR, selector)
+        password_box.send_keys(password)
+        password_box.send_keys(Keys.ENTER)
+        try:
+            WebDriverWait(driver, 20 if attempt < 3 else 60).until(
+                lambda d: "/login" not in d.current_url
+            )
+            return
+        except Exception as exc:
+            if attempt == 3:
+                body = driver.find_element(By.TAG_NAME, "body").text[:500]
+                url = driver.current_url
+                raise RuntimeError(f"login did not leave {url}; page says: {body!r}") from exc
 
 
 def wait_for_charts(driver: webdriver.Chrome, expected: int, timeout: float) -> list[dict]:

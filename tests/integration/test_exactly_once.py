@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from tests.conftest import event_ids, wait_until
@@ -61,7 +62,20 @@ def assert_exactly_once(topic: str, expected: set[str]) -> tuple[int, int]:
 
 
 def wait_committed(topic: str, expected: set[str], timeout: float = 180) -> None:
-    wait_until(lambda: expected <= set(counts(all_records(topic))), timeout, interval=2)
+    def all_there() -> bool:
+        try:
+            return expected <= set(counts(all_records(topic)))
+        except KafkaException as exc:
+            # Right after a broker restart its partitions may have no leader yet for a moment
+            # (NOT_LEADER_FOR_PARTITION): not yet, as for any other reader. Anything else fails.
+            if exc.args[0].retriable() or exc.args[0].code() in _LEADERLESS:
+                return False
+            raise
+
+    wait_until(all_there, timeout, interval=2)
+
+
+_LEADERLESS = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 def health(port: int) -> dict:
