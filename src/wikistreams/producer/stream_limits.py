@@ -10,6 +10,7 @@ a resume point, so the last good one is sent instead. Both are logged where they
 
 from __future__ import annotations
 
+import math
 import re
 
 from urllib3.exceptions import InvalidHeader
@@ -34,14 +35,21 @@ def unsendable(event_id: str) -> str | None:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """A `Retry-After` (delta-seconds or an HTTP date, parsed by urllib3) in seconds; None when
-    absent or unreadable. Not capped: see `capped_wait`."""
+    """A `Retry-After` in seconds: delta-seconds (fractions too: the Wikidata API's proxies send
+    them) or an HTTP date (parsed by urllib3); None when absent or unreadable. Not capped: see
+    `capped_wait`. The one parser for the stream and the Wikidata client."""
+    value = (value or "").strip()
     if not value:
         return None
     try:
-        return float(Retry().parse_retry_after(value))
-    except (InvalidHeader, ValueError, OverflowError):
-        return None
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = float(Retry().parse_retry_after(value))
+        except (InvalidHeader, ValueError, OverflowError):
+            return None
+    # 400 digits read as infinity: a very long wait, which callers cap; only NaN is unreadable.
+    return None if math.isnan(seconds) else max(0.0, seconds)
 
 
 def capped_wait(milliseconds: int, cap_seconds: float) -> float:

@@ -17,12 +17,10 @@ characters, before anything caches or publishes it.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -39,6 +37,7 @@ from tenacity import (
 )
 
 from wikistreams.producer.events import WikidataLabels
+from wikistreams.producer.stream_limits import retry_after_seconds
 
 log = structlog.get_logger("producer.wikidata")
 
@@ -357,7 +356,7 @@ class WikidataClient:
         return WikidataUnavailable(f"answer too large: over {limit} bytes decoded")
 
     def _parse(self, resp: requests.Response, body: bytes) -> dict[str, Any]:
-        retry_after = _retry_after(resp)
+        retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
         if resp.status_code == 429 or resp.status_code >= 500:
             self._failed("HTTPError", f"HTTP {resp.status_code}", resp.status_code)
             raise _Retryable(f"HTTP {resp.status_code}", retry_after)
@@ -404,21 +403,6 @@ def _shut(resp: requests.Response) -> None:
         resp.raw.shutdown()
     except (OSError, AttributeError):  # already closed, or no socket left
         pass
-
-
-def _retry_after(resp: requests.Response) -> float | None:
-    """Retry-After in seconds: delta-seconds or an HTTP date (RFC 9110); None if absent/bad."""
-    value = resp.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _short(exc: Exception, limit: int = 200) -> str:
